@@ -1,0 +1,183 @@
+"""Flags and plumbing shared by the entry points (absl lives only in experiments/).
+
+List-valued flags (--module, --model, --dtype, ...) form a grid: every
+combination is one configuration with its own config_id.
+"""
+
+import datetime
+import itertools
+import logging
+import os
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+
+# A CPU-only machine with the gpu-aot extra installed: JAX logs a traceback while
+# probing the CUDA plugin. The backend actually used is printed and recorded.
+logging.getLogger('jax._src.xla_bridge').setLevel(logging.CRITICAL)
+
+from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+
+DEFAULT_POSITIONS = '1,2,3,4,6,8,12,16,24,32,48,64'
+
+
+def define_block_flags(default_module: str | None = 'moe') -> None:
+  """Flags that describe a block (grid-valued where it makes sense)."""
+  flags.DEFINE_list('module', default_module,
+                    f'Block(s) to run: {", ".join(config.MODULES)}.')
+  flags.DEFINE_list('model', None,
+                    'Model preset(s); default per module (see DEFAULT_MODELS).')
+  flags.DEFINE_list('scale', None, 'Width scale(s) in (0, 1]; default per module.')
+  for name in config.SHAPE_FIELDS:
+    flags.DEFINE_integer(name, None, f'Override the preset\'s {name}.')
+  flags.DEFINE_list('impl', ['gather'], 'MoE implementation(s): '
+                    f'{", ".join(config.MOE_IMPLS)}.')
+  flags.DEFINE_list('routing', ['learned'],
+                    'MoE routing: learned, uniform, zipf:<s>, trace:<file>.')
+  flags.DEFINE_list('mask', None, 'Attention mask(s): causal or block; default '
+                    'causal (block for diffusion presets).')
+  flags.DEFINE_list('attn_impl', ['einsum'], 'Attention implementation(s): einsum, dpa.')
+  flags.DEFINE_list('kv_len', ['1024'], 'KV cache length(s).')
+  flags.DEFINE_list('dtype', ['bfloat16'], 'Compute (and storage) dtype(s): '
+                    f'{", ".join(config.DTYPES)}.')
+  flags.DEFINE_string('param_dtype', None, 'Storage dtype if not --dtype.')
+  flags.DEFINE_integer('seed', 0, 'Seed of weights, inputs, routing and timing order.')
+
+
+def define_sweep_flags() -> None:
+  flags.DEFINE_string('positions', DEFAULT_POSITIONS,
+                      'Comma list of N, increasing; 1 is added if missing.')
+  flags.DEFINE_float('tolerance', 0.1, 'The tau shown in tables (0.05, 0.1 and '
+                     '0.2 are always computed).')
+  flags.DEFINE_integer('repeats', 15, 'Timed rounds; each round times every N once.')
+  flags.DEFINE_integer('warmup', 2, 'Untimed calls per N before the rounds.')
+  flags.DEFINE_string('out', None, 'Output folder (default: a new timestamped '
+                      'folder under results/).')
+  flags.DEFINE_string('backend', None, 'JAX backend to measure on (cpu, gpu, ...); '
+                      'default: JAX\'s default.')
+
+
+# Defaults that keep a flagless run of each module within a minute on a 2-core CPU.
+DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
+                  'attention': 'llama3-8b', 'layer': 'olmoe-1b-7b',
+                  'model': 'olmoe-1b-7b'}
+DEFAULT_SCALES = {'dense': 0.5, 'moe': 1.0, 'attention': 1.0, 'layer': 0.5,
+                  'model': 0.25}
+
+
+class UsageError(Exception):
+  """Bad input: one sentence, exit code 2."""
+
+
+def fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def run(main) -> None:
+  """app.run with bad flags and UsageError/ConfigError as one sentence, exit 2."""
+  def parse(argv):
+    try:
+      return FLAGS(argv)
+    except flags.Error as e:
+      fail(str(e).splitlines()[0].rstrip('.') + '.')
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except (UsageError, config.ConfigError) as e:
+      fail(str(e))
+
+  app.run(guarded, flags_parser=parse)
+
+
+def parse_positions(text: str) -> list[int]:
+  try:
+    positions = [int(p) for p in text.split(',') if p.strip()]
+  except ValueError:
+    raise UsageError(f'--positions must be a comma list of integers, got {text!r}.') from None
+  if not positions:
+    raise UsageError('--positions is empty.')
+  if min(positions) <= 0:
+    raise UsageError(f'Every position must be at least 1, got {min(positions)}.')
+  if any(b <= a for a, b in zip(positions, positions[1:])):
+    raise UsageError(f'--positions must be strictly increasing, got {text!r}.')
+  return positions if positions[0] == 1 else [1] + positions
+
+
+def parse_tolerance(tau: float) -> float:
+  if not 0 < tau < 1:
+    raise UsageError(f'--tolerance must be in (0, 1), got {tau}.')
+  return tau
+
+
+def taus(tolerance: float) -> tuple:
+  return tuple(sorted(set(boundary.TAUS) | {tolerance}))
+
+
+def _numbers(values, cast, name):
+  try:
+    return [cast(v) for v in values]
+  except ValueError:
+    raise UsageError(f'--{name} must be a comma list of numbers, got '
+                     f'{",".join(values)!r}.') from None
+
+
+def block_configs() -> list:
+  """The grid of BlockConfigs the block flags describe, validated."""
+  overrides = {name: getattr(FLAGS, name) for name in config.SHAPE_FIELDS}
+  kv_lens = _numbers(FLAGS.kv_len, int, 'kv_len')
+  configs = []
+  for module in FLAGS.module:
+    models = FLAGS.model or [DEFAULT_MODELS.get(module, 'tiny')]
+    scales = _numbers(FLAGS.scale, float, 'scale') if FLAGS.scale else [
+        DEFAULT_SCALES.get(module, 1.0) if not FLAGS.model else 1.0]
+    for model, scale, dtype, impl, routing, mask, attn_impl, kv_len in (
+        itertools.product(models, scales, FLAGS.dtype, FLAGS.impl, FLAGS.routing,
+                          FLAGS.mask or [None], FLAGS.attn_impl, kv_lens)):
+      cfg = config.resolve(module, model, scale=scale, overrides=overrides,
+                           dtype=dtype, param_dtype=FLAGS.param_dtype,
+                           moe_impl=impl, routing=routing, mask=mask,
+                           attn_impl=attn_impl, kv_len=kv_len, seed=FLAGS.seed)
+      if cfg not in configs:
+        configs.append(cfg)
+  return configs
+
+
+def output_folder(out: str | None, label: str) -> pathlib.Path:
+  """Creates (or reuses) the output folder; one sentence if it cannot be written."""
+  if out is None:
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    out = os.path.join('results', f'{stamp}-{label}')
+  path = pathlib.Path(out)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f'.write-test-{os.getpid()}'
+    probe.write_text('')
+    probe.unlink()
+  except OSError as e:
+    raise UsageError(f'Cannot write to --out {out}: {e.strerror or e}.') from None
+  return path
+
+
+def device(backend: str | None):
+  """The device to measure on; selecting a backend must precede JAX's first use."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if backend:
+    try:
+      return jax.devices(backend)[0]
+    except RuntimeError as e:
+      raise UsageError(f'Backend {backend!r} is not available here: '
+                       f'{str(e).splitlines()[0]}') from None
+  return jax.devices()[0]
+
+
+def balance_cache() -> str:
+  """Where measured hardware balances are cached, per user."""
+  root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(root, 'nfp_jax', 'hardware.json')

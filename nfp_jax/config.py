@@ -1,0 +1,167 @@
+"""The configuration of one measured or predicted block, and its validation.
+
+A `BlockConfig` holds everything that decides what is compiled: the module kind,
+its shapes (resolved from a preset, explicit overrides and `scale`), dtypes and the
+implementation choices. Errors a user can cause raise `ConfigError` with one
+sentence; entry points turn it into exit code 2.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+
+from nfp_jax import presets
+
+MODULES = ('dense', 'moe', 'attention', 'layer', 'model')
+MOE_IMPLS = ('gather', 'ragged', 'dense')
+MASKS = ('causal', 'block')
+ATTN_IMPLS = ('einsum', 'dpa')
+DTYPES = ('bfloat16', 'float32', 'float16')
+SHAPE_FIELDS = ('d_model', 'd_ff', 'n_experts', 'top_k', 'n_shared_experts',
+                'n_heads', 'n_kv_heads', 'head_dim', 'n_layers', 'vocab')
+
+
+class ConfigError(ValueError):
+  """A configuration a user asked for that cannot be built; one sentence."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+  """What is compiled: module kind, resolved shapes, dtypes, implementation."""
+  module: str
+  preset: str
+  d_model: int
+  d_ff: int
+  n_heads: int
+  n_kv_heads: int
+  head_dim: int
+  n_layers: int
+  vocab: int
+  rope_theta: float
+  n_experts: int = 0
+  top_k: int = 0
+  n_shared_experts: int = 0
+  param_dtype: str = 'bfloat16'
+  dtype: str = 'bfloat16'
+  moe_impl: str = 'gather'
+  routing: str = 'learned'
+  mask: str = 'causal'
+  attn_impl: str = 'einsum'
+  kv_len: int = 1024
+  scale: float = 1.0
+  seed: int = 0
+
+  @property
+  def is_moe(self) -> bool:
+    """Whether the FFN of this block (or of its layers) is a mixture of experts."""
+    return self.module == 'moe' or (
+        self.module in ('layer', 'model') and self.n_experts > 0)
+
+  @property
+  def has_attention(self) -> bool:
+    return self.module in ('attention', 'layer', 'model')
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def config_id(self, positions=()) -> str:
+    """A stable hash of this configuration and the swept positions."""
+    payload = json.dumps({'block': self.to_dict(), 'positions': list(positions)},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _scaled(value: int, scale: float, name: str) -> int:
+  scaled = int(math.floor(value * scale))
+  if scaled < 1:
+    raise ConfigError(f'--scale {scale} makes {name} zero (from {value}); '
+                      'use a larger scale.')
+  return scaled
+
+
+def resolve(module: str, preset: str = 'tiny', *, scale: float = 1.0,
+            overrides: dict | None = None, **choices) -> BlockConfig:
+  """Builds a validated BlockConfig.
+
+  Args:
+    module: one of MODULES.
+    preset: a name in presets.PRESETS.
+    scale: shrinks widths (d_model, d_ff, head counts, vocab) for CPU runs;
+      head_dim, the number of experts and top_k are kept.
+    overrides: explicit shapes (SHAPE_FIELDS) that replace the preset's values
+      after scaling; None values are ignored.
+    **choices: the other BlockConfig fields (dtypes, implementations, routing,
+      mask, kv_len, seed). `dtype` alone sets both compute and storage dtype
+      unless `param_dtype` is also given.
+
+  Raises:
+    ConfigError: for anything that cannot be built.
+  """
+  if module not in MODULES:
+    raise ConfigError(f'Unknown module {module!r}; choose one of {", ".join(MODULES)}.')
+  if preset not in presets.PRESETS:
+    raise ConfigError(f'Unknown model preset {preset!r}; choose one of '
+                      f'{", ".join(sorted(presets.PRESETS))}.')
+  if not 0 < scale <= 1:
+    raise ConfigError(f'--scale must be in (0, 1], got {scale}.')
+  p = presets.PRESETS[preset]
+  shapes = dict(d_model=p.d_model, d_ff=p.d_ff, n_heads=p.n_heads,
+                n_kv_heads=p.n_kv_heads, head_dim=p.head_dim,
+                n_layers=p.n_layers, vocab=p.vocab, n_experts=p.n_experts,
+                top_k=p.top_k, n_shared_experts=p.n_shared_experts)
+  if scale != 1.0:
+    for name in ('d_model', 'd_ff', 'n_heads', 'n_kv_heads', 'vocab'):
+      shapes[name] = _scaled(shapes[name], scale, name)
+    # Keep the GQA group size an integer.
+    while shapes['n_heads'] % shapes['n_kv_heads']:
+      shapes['n_kv_heads'] -= 1
+  for name, value in (overrides or {}).items():
+    if value is None:
+      continue
+    if name not in SHAPE_FIELDS:
+      raise ConfigError(f'Unknown shape field {name!r}.')
+    if value < 0 or (value == 0 and name not in ('n_experts', 'n_shared_experts',
+                                                    'top_k')):
+      raise ConfigError(f'--{name} must be positive, got {value}.')
+    shapes[name] = int(value)
+
+  choices = {k: v for k, v in choices.items() if v is not None}
+  if 'dtype' in choices and 'param_dtype' not in choices:
+    choices['param_dtype'] = choices['dtype']
+  cfg = BlockConfig(module=module, preset=preset, rope_theta=p.rope_theta,
+                    scale=scale, **shapes, **choices)
+  if 'mask' not in choices and p.diffusion:
+    cfg = dataclasses.replace(cfg, mask='block')
+  _validate(cfg)
+  return cfg
+
+
+def _validate(cfg: BlockConfig) -> None:
+  for name in ('dtype', 'param_dtype'):
+    if getattr(cfg, name) not in DTYPES:
+      raise ConfigError(f'Unsupported {name} {getattr(cfg, name)!r}; choose one '
+                        f'of {", ".join(DTYPES)}.')
+  if cfg.moe_impl not in MOE_IMPLS:
+    raise ConfigError(f'Unknown MoE implementation {cfg.moe_impl!r}; choose one '
+                      f'of {", ".join(MOE_IMPLS)}.')
+  if cfg.mask not in MASKS:
+    raise ConfigError(f'Unknown mask {cfg.mask!r}; choose one of {", ".join(MASKS)}.')
+  if cfg.attn_impl not in ATTN_IMPLS:
+    raise ConfigError(f'Unknown attention implementation {cfg.attn_impl!r}; '
+                      f'choose one of {", ".join(ATTN_IMPLS)}.')
+  if cfg.kv_len < 1:
+    raise ConfigError(f'--kv_len must be at least 1, got {cfg.kv_len}.')
+  if cfg.n_heads % cfg.n_kv_heads:
+    raise ConfigError(f'n_heads ({cfg.n_heads}) must be a multiple of n_kv_heads '
+                      f'({cfg.n_kv_heads}).')
+  if cfg.module == 'moe' and cfg.n_experts < 1:
+    raise ConfigError(f'Preset {cfg.preset!r} has no experts; pass --n_experts '
+                      'and --top_k to build an MoE block from it.')
+  if cfg.is_moe:
+    if not 1 <= cfg.top_k <= cfg.n_experts:
+      raise ConfigError(f'--top_k must be between 1 and the number of experts '
+                        f'({cfg.n_experts}), got {cfg.top_k}.')
+  # Imported here: routing depends on this module's ConfigError.
+  from nfp_jax import routing  # pylint: disable=g-import-not-at-top
+  routing.parse(cfg.routing)

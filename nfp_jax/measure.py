@@ -1,0 +1,110 @@
+"""The timing harness: AOT compile once per N, interleaved randomized rounds,
+every sample kept, medians and paired-bootstrap CIs of R(N) = T(N)/T(1).
+
+Only the forward is timed: weights, KV cache and inputs are made before.
+"""
+
+import dataclasses
+import gc
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledForward:
+  """One AOT-compiled forward and what XLA says of it."""
+  executable: Any
+  lower_s: float
+  compile_s: float
+  cost: dict  # cost_analysis(): flops, bytes accessed, ...
+  memory: dict  # memory_analysis(): buffer sizes in bytes
+
+
+def _cost_dict(compiled) -> dict:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX returned one dict per device
+    cost = cost[0] if cost else {}
+  keep = {}
+  for key, value in (cost or {}).items():
+    if key in ('flops', 'bytes accessed', 'transcendentals', 'optimal_seconds',
+               'utilization') or key.startswith('bytes accessed'):
+      keep[key] = float(value)
+  return keep
+
+
+def _memory_dict(compiled) -> dict:
+  memory = compiled.memory_analysis()
+  if memory is None:
+    return {}
+  names = ('argument_size_in_bytes', 'output_size_in_bytes',
+           'temp_size_in_bytes', 'alias_size_in_bytes',
+           'generated_code_size_in_bytes')
+  return {n: int(getattr(memory, n)) for n in names if hasattr(memory, n)}
+
+
+def compile_forward(fn: Callable, args, compiler_options: dict | None = None
+                    ) -> CompiledForward:
+  """jit(fn).lower(*args).compile(), with lower and compile timed apart."""
+  start = time.perf_counter()
+  lowered = jax.jit(fn).lower(*args)
+  lowered_at = time.perf_counter()
+  compiled = lowered.compile(compiler_options or None)
+  done = time.perf_counter()
+  return CompiledForward(compiled, lowered_at - start, done - lowered_at,
+                         _cost_dict(compiled), _memory_dict(compiled))
+
+
+def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
+                     warmup: int = 2, seed: int = 0,
+                     on_round: Callable[[int], None] | None = None
+                     ) -> dict[int, np.ndarray]:
+  """Times each call once per round, in a fresh random order every round.
+
+  Each call must block until its result is ready. Sample r of every key comes
+  from round r, so ratios can be paired by round. Garbage collection is paused
+  while timing.
+
+  Returns:
+    key -> float64 array [rounds] of seconds.
+  """
+  keys = list(calls)
+  for key in keys:
+    for _ in range(warmup):
+      calls[key]()
+  samples = {key: np.empty(rounds) for key in keys}
+  rng = np.random.default_rng(seed)
+  gc_was_enabled = gc.isenabled()
+  gc.disable()
+  try:
+    for r in range(rounds):
+      for i in rng.permutation(len(keys)):
+        call = calls[keys[i]]
+        start = time.perf_counter()
+        call()
+        samples[keys[i]][r] = time.perf_counter() - start
+      if on_round:
+        on_round(r)
+  finally:
+    if gc_was_enabled:
+      gc.enable()
+  return samples
+
+
+def ratio_ci(samples: np.ndarray, base: np.ndarray, level: float = 0.95,
+             n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+  """R = median(samples)/median(base) and a paired bootstrap CI over rounds.
+
+  Rounds (not single samples) are resampled, so a slow round that slowed every
+  N alike moves numerator and denominator together.
+  """
+  samples, base = np.asarray(samples), np.asarray(base)
+  ratio = float(np.median(samples) / np.median(base))
+  rng = np.random.default_rng(seed)
+  idx = rng.integers(0, len(base), size=(n_boot, len(base)))
+  boot = np.median(samples[idx], axis=1) / np.median(base[idx], axis=1)
+  alpha = (1 - level) / 2
+  lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+  return ratio, float(lo), float(hi)

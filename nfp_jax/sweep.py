@@ -1,0 +1,115 @@
+"""Measure one block's T(N) curve on a device and find its near-free boundary.
+
+The data flow of a sweep: build the block once (weights, KV cache, inputs), AOT
+compile each N, time all N interleaved (measure.py), then R(N) with CIs, NFP per
+tau (boundary.py), the idle-compute baseline and the N=1 roofline efficiency
+(principle.py) from the measured hardware balance.
+"""
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from nfp_jax import blocks
+from nfp_jax import boundary
+from nfp_jax import costs
+from nfp_jax import measure
+from nfp_jax import principle
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+  points: list  # one dict per swept N ("kind": "point")
+  summary: dict  # "kind": "summary"
+
+
+def _error_text(error: BaseException) -> str:
+  text = f'{type(error).__name__}: {error}'
+  return text if len(text) < 2000 else text[:2000] + ' ...'
+
+
+def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
+        taus: Sequence[float] = boundary.TAUS, compiler_options: dict | None = None,
+        device=None, progress: Callable[[str], None] = lambda _: None
+        ) -> SweepResult:
+  """Measures T(N) for every N in `positions` (which starts at 1).
+
+  A compile or run failure at one N (out of memory, say) becomes a failed point
+  with its error; the others go on. A failure at N=1 raises, since every ratio
+  is relative to T(1).
+  """
+  start = time.perf_counter()
+  device = device or jax.devices()[0]
+  config_id = cfg.config_id(positions)
+  fn, state = blocks.forward(cfg)
+  state = jax.device_put(state, device)
+  compiled, failed = {}, {}
+  for n in positions:
+    try:
+      args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
+      forward = measure.compile_forward(fn, args, compiler_options)
+      jax.block_until_ready(forward.executable(*args))
+      compiled[n] = (forward, args)
+      progress(f'N={n}: compiled in {forward.compile_s:.2f} s '
+               f'(lower {forward.lower_s:.2f} s)')
+    except Exception as e:  # pylint: disable=broad-except
+      if n == positions[0]:
+        raise
+      failed[n] = _error_text(e)
+      progress(f'N={n}: failed: {failed[n][:200]}')
+  setup_s = time.perf_counter() - start
+
+  def call(exe, args):
+    return lambda: jax.block_until_ready(exe(*args))
+
+  step = max(1, rounds // 5)
+  samples = measure.time_interleaved(
+      {n: call(fwd.executable, args) for n, (fwd, args) in compiled.items()},
+      rounds=rounds, warmup=warmup, seed=cfg.seed,
+      on_round=lambda r: (r + 1) % step == 0 and progress(
+          f'timed round {r + 1}/{rounds}'))
+  timed_s = float(sum(s.sum() for s in samples.values()))
+
+  ok = [n for n in positions if n in compiled]
+  base = samples[positions[0]]
+  stats = {n: measure.ratio_ci(samples[n], base, seed=cfg.seed) for n in ok}
+  ratio = [stats[n][0] for n in ok]
+  lo = [stats[n][1] for n in ok]
+  hi = [stats[n][2] for n in ok]
+  bounds = {boundary.tau_key(t): boundary.find(ok, ratio, lo, hi, t) for t in taus}
+  t_median = [float(np.median(samples[n])) for n in ok]
+  n_idle = principle.idle_compute(cfg, balance, taus)
+
+  points = []
+  for i, n in enumerate(positions):
+    point = dict(kind='point', config_id=config_id, positions=n)
+    if n in failed:
+      points.append(dict(point, status='failed', error=failed[n]))
+      continue
+    fwd, _ = compiled[n]
+    j = ok.index(n)
+    points.append(dict(
+        point, status='ok', samples_s=samples[n].tolist(), t_median_s=t_median[j],
+        ratio=ratio[j], ratio_ci=[lo[j], hi[j]],
+        verdict={k: b.verdicts[j] for k, b in bounds.items()},
+        lower_s=fwd.lower_s, compile_s=fwd.compile_s, cost_analysis=fwd.cost,
+        memory_analysis=fwd.memory, flops_analytic=costs.total_flops(cfg, n),
+        bytes_analytic=costs.total_bytes(cfg, n)))
+  nfp = {k: b.nfp for k, b in bounds.items()}
+  summary = dict(
+      kind='summary', config_id=config_id, module=cfg.module, preset=cfg.preset,
+      config=cfg.to_dict(), positions=ok, failed_positions=sorted(failed),
+      t_median_s=t_median, ratio=ratio, ratio_ci=[[a, b] for a, b in zip(lo, hi)],
+      nfp=nfp, nfp_bracket={k: list(b.bracket) for k, b in bounds.items()},
+      nfp_range={k: [b.nfp_low, b.nfp_high] for k, b in bounds.items()},
+      verdicts={k: list(b.verdicts) for k, b in bounds.items()},
+      n_idle=n_idle,
+      n_idle_overprediction={k: n_idle[k] / nfp[k] for k in nfp},
+      t1_roofline_fraction=principle.t1_roofline_fraction(cfg, balance, t_median[0]),
+      bytes_one=costs.total_bytes(cfg, 1), flops_one=costs.total_flops(cfg, 1),
+      hardware=balance.to_dict(), rounds=rounds, warmup=warmup,
+      setup_s=setup_s, timed_s=timed_s, wall_s=time.perf_counter() - start)
+  return SweepResult(points, summary)
