@@ -43,8 +43,10 @@ def define_block_flags(default_module: str | None = 'moe') -> None:
                     'causal (block for diffusion presets).')
   flags.DEFINE_list('attn_impl', ['einsum'], 'Attention implementation(s): einsum, dpa.')
   flags.DEFINE_list('kv_len', ['1024'], 'KV cache length(s).')
-  flags.DEFINE_list('dtype', ['bfloat16'], 'Compute (and storage) dtype(s): '
-                    f'{", ".join(config.DTYPES)}.')
+  flags.DEFINE_list('dtype', ['auto'], 'Compute (and storage) dtype(s): '
+                    f'{", ".join(config.DTYPES)}, or auto: the dtype the backend '
+                    'computes natively (float32 on cpu, where XLA converts '
+                    'bfloat16 matmuls to float32; bfloat16 elsewhere).')
   flags.DEFINE_string('param_dtype', None, 'Storage dtype if not --dtype.')
   flags.DEFINE_integer('seed', 0, 'Seed of weights, inputs, routing and timing order.')
 
@@ -128,8 +130,14 @@ def _numbers(values, cast, name):
                      f'{",".join(values)!r}.') from None
 
 
-def block_configs() -> list:
+def native_dtype(platform: str) -> str:
+  """What --dtype auto means on a backend."""
+  return 'float32' if platform == 'cpu' else 'bfloat16'
+
+
+def block_configs(platform: str = 'cpu') -> list:
   """The grid of BlockConfigs the block flags describe, validated."""
+  dtypes = [native_dtype(platform) if d == 'auto' else d for d in FLAGS.dtype]
   overrides = {name: getattr(FLAGS, name) for name in config.SHAPE_FIELDS}
   kv_lens = _numbers(FLAGS.kv_len, int, 'kv_len')
   configs = []
@@ -138,7 +146,7 @@ def block_configs() -> list:
     scales = _numbers(FLAGS.scale, float, 'scale') if FLAGS.scale else [
         DEFAULT_SCALES.get(module, 1.0) if not FLAGS.model else 1.0]
     for model, scale, dtype, impl, routing, mask, attn_impl, kv_len in (
-        itertools.product(models, scales, FLAGS.dtype, FLAGS.impl, FLAGS.routing,
+        itertools.product(models, scales, dtypes, FLAGS.impl, FLAGS.routing,
                           FLAGS.mask or [None], FLAGS.attn_impl, kv_lens)):
       cfg = config.resolve(module, model, scale=scale, overrides=overrides,
                            dtype=dtype, param_dtype=FLAGS.param_dtype,

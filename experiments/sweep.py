@@ -66,9 +66,9 @@ def main(argv):
   tau = common.parse_tolerance(FLAGS.tolerance)
   if FLAGS.repeats < 3:
     raise common.UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
-  configs = common.block_configs()
-  out = common.output_folder(FLAGS.out, '-'.join(FLAGS.module))
   device = common.device(FLAGS.backend)
+  configs = common.block_configs(device.platform)
+  out = common.output_folder(FLAGS.out, '-'.join(FLAGS.module))
   log = results.ResultLog.open(out)
   done = log.summaries()
   print(f'measuring on {device.platform} ({device.device_kind}); '

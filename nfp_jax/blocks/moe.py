@@ -3,8 +3,10 @@
 Three implementations of the routed experts give the same output:
   ragged  tokens sorted by expert, `jax.lax.ragged_dot` over expert groups;
   gather  the weights of only the activated experts gathered into
-          S = min(E, N*top_k) static slots, every token run on every slot and
-          masked (unused slots repeat an expert and get zero weight);
+          S = min(E, N*top_k) static slots, laid side by side so each
+          projection is one 2-D matmul ([N, d] x [d, S*f]); every token runs
+          on every slot, weighted by its gate (zero for experts it did not
+          choose, and for unused slots, which repeat an expert);
   dense   every expert on every token, masked.
 """
 
@@ -90,11 +92,19 @@ class MoEFFN(nnx.Module):
     hit = (ids[:, :, None] == slot_expert[None, None, :]) & valid
     combine = jnp.sum(jnp.where(hit, weights[:, :, None], 0.0), axis=1)
     with jax.named_scope('expert_gather'):
-      gathered = [w[...][slot_expert] for w in (self.gate, self.up, self.down)]
-    y = self._swiglu(x.astype(self.dtype), gathered,
-                     lambda a, w: jnp.einsum('nd,sdf->snf', a, w),
-                     lambda h, w: jnp.einsum('snf,sfd->snd', h, w))
-    return jnp.einsum('snd,ns->nd', y, combine.astype(self.dtype))
+      gate, up, down = (w[...][slot_expert].astype(self.dtype)
+                        for w in (self.gate, self.up, self.down))
+    # Slots side by side: one [N, d] x [d, S*f] matmul per projection, and the
+    # down projection [N, S*f] x [S*f, d] sums the weighted slots.
+    d, f = gate.shape[1], gate.shape[2]
+    side_by_side = lambda w: w.transpose(1, 0, 2).reshape(d, slots * f)
+    x = x.astype(self.dtype)
+    g = _scoped('expert_gate', jnp.dot, x, side_by_side(gate))
+    u = _scoped('expert_up', jnp.dot, x, side_by_side(up))
+    h = (jax.nn.silu(g) * u).reshape(n, slots, f) * combine[:, :, None].astype(
+        self.dtype)
+    return _scoped('expert_down', jnp.dot, h.reshape(n, slots * f),
+                   down.reshape(slots * f, d))
 
   def _dense(self, x, ids, weights):
     combine = jnp.sum(jax.nn.one_hot(ids, self.n_experts, dtype=jnp.float32)
