@@ -1,0 +1,331 @@
+"""Compile a block's forward to optimized HLO for the local CPU or an NVIDIA target.
+
+Nothing is allocated: the forward is lowered on `jax.ShapeDtypeStruct`s. NVIDIA
+targets need no GPU: XLA:GPU compiles deviceless from a
+`stream_executor.GpuTargetConfigProto` that `target_config_text` writes from the
+spec table (`hardware.SPECS[target].gpu`), never from a hand-kept proto file.
+
+Where the tiling comes from is chosen by `tiling` and recorded on every result:
+  xla-default          what XLA does with nothing autotuned. Deviceless, that is
+                       one fallback config for every GEMM: `placeholder=True`.
+  cost-model           XLA's analytical tile choice
+                       (--xla_gpu_experimental_cost_model_gemm_tiling_options=top=1).
+  autotune-file:PATH   autotune results recorded on a real GPU
+                       (--xla_gpu_dump_autotune_results_to there), replayed; a
+                       kernel missing from the file is an error, not a silent
+                       fallback to the placeholder.
+  override:<config>    one Triton config for every GEMM, e.g.
+                       'override:block_m:64 block_n:128 block_k:64 num_stages:4
+                       num_warps:4 num_ctas:1'.
+On XLA:CPU there is nothing to choose (tiles live inside YNNPACK/Eigen): only
+`xla-default`, and it is what runs, so it is no placeholder.
+
+Options per compile vs per process (XLA 0.10.2, checked): the override, the
+autotune file, `xla_gpu_enable_triton_gemm` and `xla_dump_to` work as
+`lowered.compile(compiler_options=...)`; the cost-model option is a message
+field the compiler-options path rejects ("not a valid message value"), so it
+only works in XLA_FLAGS, which XLA reads once per process. Such compiles (and
+deviceless compiles from a process whose JAX is not CPU-only) run in a child
+process (`python -m nfp_jax.compile`) with the flags in its environment.
+"""
+
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+from nfp_jax import blocks
+from nfp_jax import config as config_lib
+from nfp_jax import hardware
+from nfp_jax import hlo
+
+LOCAL_TARGETS = ('cpu', 'gpu')
+
+
+class CompileError(ValueError):
+  """A compile a user asked for that cannot be done; one sentence."""
+
+
+def gpu_targets() -> tuple:
+  """Spec-table targets with the fields a deviceless compile needs."""
+  return tuple(name for name, spec in hardware.SPECS.items() if spec.gpu)
+
+
+def targets() -> tuple:
+  return LOCAL_TARGETS + gpu_targets()
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+  """A tiling source: what it is called and how XLA is told to use it."""
+  source: str
+  placeholder: bool
+  compiler_options: dict
+  xla_flags: tuple = ()  # options that only work in XLA_FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledHlo:
+  """The optimized HLO of one forward at one N, with where its tiling came from."""
+  positions: int
+  target: str
+  tiling_source: str
+  placeholder: bool
+  hlo_text: str
+  thunk_text: str | None
+  gemv_function_names: dict  # XLA:CPU kernel -> GEMV function (LLVM IR dump)
+  compiler_options: dict
+  xla_flags: tuple
+  lower_s: float
+  compile_s: float
+  device_kind: str
+  cost: dict  # compiled.cost_analysis(): flops, bytes accessed
+
+  def kernels(self) -> list:
+    """The kernel records of this module (hlo.Kernel)."""
+    return hlo.read_kernels(self.hlo_text, self.positions,
+                            thunk_text=self.thunk_text,
+                            gemv_function_names=self.gemv_function_names)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _proto_value(value) -> str:
+  if isinstance(value, str):
+    return json.dumps(value)
+  return repr(value)
+
+
+def target_config_text(target: str) -> str:
+  """The GpuTargetConfigProto (text format) of a spec-table target."""
+  if target not in gpu_targets():
+    raise CompileError(f'No deviceless GPU target {target!r}; choose one of '
+                       f'{", ".join(gpu_targets())}.')
+  spec = hardware.SPECS[target]
+  gpu = spec.gpu
+  info = dict(
+      threads_per_block_limit=gpu['threads_per_block_limit'], threads_per_warp=32,
+      shared_memory_per_block=gpu['shared_memory_per_block'],
+      shared_memory_per_core=gpu['shared_memory_per_core'],
+      threads_per_core_limit=gpu['threads_per_core_limit'],
+      core_count=gpu['core_count'], fpus_per_core=gpu['fpus_per_core'],
+      block_dim_limit_x=2147483647, block_dim_limit_y=65535,
+      block_dim_limit_z=65535, memory_bandwidth=gpu['memory_bandwidth'],
+      l2_cache_size=gpu['l2_cache_size'], clock_rate_ghz=gpu['clock_rate_ghz'],
+      device_memory_size=gpu['device_memory_size'],
+      shared_memory_per_block_optin=gpu['shared_memory_per_block_optin'],
+      registers_per_core_limit=gpu['registers_per_core_limit'],
+      registers_per_block_limit=gpu['registers_per_block_limit'],
+      thread_dim_limit_x=1024, thread_dim_limit_y=1024, thread_dim_limit_z=64)
+  major, minor = gpu['compute_capability']
+  # sm_90a / sm_100a: the arch-specific features XLA's Triton GEMMs use.
+  extension = ' feature_extension: ACCELERATED_FEATURES' if major >= 9 else ''
+  lines = ['gpu_device_info {']
+  lines += [f'  {key}: {_proto_value(value)}' for key, value in info.items()]
+  lines.append(f'  cuda_compute_capability {{ major: {major} minor: {minor}'
+               f'{extension} }}')
+  lines.append('}')
+  lines.append('platform_name: "CUDA"')
+  dnn = gpu['dnn_version']
+  lines.append(f'dnn_version_info {{ major: {dnn[0]} minor: {dnn[1]} '
+               f'patch: {dnn[2]} }}')
+  lines.append(f'device_description_str: {json.dumps(spec.description)}')
+  return '\n'.join(lines) + '\n'
+
+
+def parse_tiling(text: str, target: str) -> Tiling:
+  """The Tiling a `--tiling` string asks for on `target`."""
+  if target not in targets():
+    raise CompileError(f'Unknown target {target!r}; choose one of '
+                       f'{", ".join(targets())}.')
+  deviceless = target in gpu_targets()
+  if target == 'cpu':
+    if text != 'xla-default':
+      raise CompileError(f'XLA:CPU has no tiling to choose; --tiling {text!r} '
+                         'only applies to GPU targets (use xla-default).')
+    return Tiling('xla-default', False, {})
+  if text == 'xla-default':
+    return Tiling('xla-default', deviceless, {})
+  if text == 'cost-model':
+    return Tiling('cost-model', False, {}, (
+        '--xla_gpu_experimental_cost_model_gemm_tiling_options=top=1',))
+  if text.startswith('autotune-file:'):
+    path = pathlib.Path(text.split(':', 1)[1]).expanduser()
+    if not path.is_file():
+      raise CompileError(f'The autotune file {str(path)!r} does not exist.')
+    return Tiling(f'autotune-file:{path}', False, {
+        'xla_gpu_load_autotune_results_from': str(path.resolve()),
+        'xla_gpu_require_complete_aot_autotune_results': True})
+  if text.startswith('override:'):
+    override = text.split(':', 1)[1].strip()
+    keys = {'block_m', 'block_n', 'block_k', 'split_k', 'num_stages', 'num_warps',
+            'num_ctas'}
+    fields = dict(item.split(':', 1) for item in override.split() if ':' in item)
+    if not fields or set(fields) - keys or not all(
+        v.isdigit() for v in fields.values()):
+      raise CompileError(f'--tiling override:{override!r} must be "key:int" pairs '
+                         f'with keys from {", ".join(sorted(keys))}.')
+    return Tiling(f'override:{override}', False,
+                  {'xla_gpu_override_gemm_autotuner': override})
+  raise CompileError(f'Unknown tiling source {text!r}; choose xla-default, '
+                     'cost-model, autotune-file:PATH or override:<config>.')
+
+
+def _shardings(target: str):
+  """A sharding that places arrays on the (deviceless or local) target device."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if target in gpu_targets():
+    from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+    try:
+      topology = topologies.get_topology_desc(
+          platform='cuda', target_config=target_config_text(target),
+          topology='1x1x1')
+    except Exception as e:  # pylint: disable=broad-except
+      raise CompileError(f'The CUDA plugin cannot compile for {target} here '
+                         f'(install the gpu-aot extra): {str(e).splitlines()[0]}'
+                         ) from None
+    mesh = topologies.make_mesh(topology, (1,), ('x',))
+  else:
+    try:
+      device = jax.devices(target)[0]
+    except RuntimeError:
+      raise CompileError(f'No local {target} device.') from None
+    mesh = jax.sharding.Mesh([device], ('x',))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _placed(tree, sharding):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), tree)
+
+
+def compile_function(fn, abstract_args, positions: int, target: str,
+                     tiling: Tiling, dump_dir=None) -> CompiledHlo:
+  """Compiles `fn(*abstract_args)` in this process (flags must already be set).
+
+  `abstract_args` is a pytree of ShapeDtypeStructs; they are placed on the
+  target. A dump (thunk sequence, LLVM IR) is written to `dump_dir`, or to a
+  temporary folder that is removed.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  sharding = _shardings(target)
+  args = _placed(abstract_args, sharding)
+  with tempfile.TemporaryDirectory(prefix='nfp_jax_dump_') as tmp:
+    folder = pathlib.Path(dump_dir or tmp) / f'n{positions}'
+    options = dict(tiling.compiler_options, xla_dump_to=str(folder),
+                   xla_dump_hlo_as_text=True)
+    start = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    lowered_at = time.perf_counter()
+    try:
+      compiled = lowered.compile(compiler_options=options)
+    except Exception as e:  # pylint: disable=broad-except
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise CompileError(f'XLA could not compile for {target} with tiling '
+                         f'{tiling.source}: {first}') from None
+    done = time.perf_counter()
+    dumped = hlo.dump_files(folder)
+    thunk_text, gemv = (dumped[-1][1], dumped[-1][2]) if dumped else (None, {})
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+      cost = cost[0] if cost else {}
+    cost = {k: float(v) for k, v in (cost or {}).items()
+            if k in ('flops', 'bytes accessed', 'transcendentals')}
+    return CompiledHlo(
+        positions=positions, target=target, tiling_source=tiling.source,
+        placeholder=tiling.placeholder, hlo_text=compiled.as_text(),
+        thunk_text=thunk_text, gemv_function_names=gemv,
+        compiler_options=dict(tiling.compiler_options), xla_flags=tiling.xla_flags,
+        lower_s=lowered_at - start, compile_s=done - lowered_at,
+        device_kind=sharding.mesh.devices.flat[0].device_kind, cost=cost)
+
+
+def _in_process(cfg, positions_list, target, tiling, dump_dir) -> list:
+  fn, state = blocks.abstract_forward(cfg)
+  return [compile_function(fn, (state,) + tuple(blocks.abstract_inputs(cfg, n)),
+                           n, target, tiling, dump_dir) for n in positions_list]
+
+
+def _needs_child(target: str, tiling: Tiling) -> bool:
+  if tiling.xla_flags:
+    return True
+  if target in gpu_targets():
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.config.jax_platforms != 'cpu'
+  return False
+
+
+def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir) -> list:
+  """Runs the compiles in `python -m nfp_jax.compile` with the tiling's XLA_FLAGS."""
+  import os  # pylint: disable=g-import-not-at-top
+  request = dict(config=cfg.to_dict(), positions=list(positions_list),
+                 target=target, tiling=tiling_text,
+                 dump_dir=str(dump_dir) if dump_dir else None)
+  env = dict(os.environ, XLA_FLAGS=' '.join(tiling.xla_flags),
+             JAX_PLATFORMS='cpu' if target in gpu_targets() or target == 'cpu'
+             else '', TF_CPP_MIN_LOG_LEVEL='3')
+  done = subprocess.run([sys.executable, '-m', 'nfp_jax.compile'],
+                        input=json.dumps(request), capture_output=True, text=True,
+                        env=env, cwd=pathlib.Path(__file__).resolve().parent.parent,
+                        check=False)
+  if done.returncode != 0:
+    lines = [l for l in done.stderr.strip().splitlines() if l.strip()]
+    raise CompileError(lines[-1] if lines else 'The compile subprocess failed.')
+  results = json.loads(done.stdout)
+  return [CompiledHlo(**dict(r, xla_flags=tuple(r['xla_flags']))) for r in results]
+
+
+def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list, target: str = 'cpu',
+                     tiling: str = 'xla-default', dump_dir=None) -> list:
+  """Compiles the forward of `cfg` at every N in `positions_list`.
+
+  Args:
+    cfg: the block.
+    positions_list: the values of N.
+    target: 'cpu' or 'gpu' (local devices) or a spec-table GPU name
+      (`gpu_targets()`, compiled deviceless).
+    tiling: a tiling source (see the module docstring).
+    dump_dir: keep XLA's dump (one sub-folder per N) there.
+
+  Returns:
+    One CompiledHlo per N, in order.
+
+  Raises:
+    CompileError: for a target or tiling that cannot be used, or a failed compile.
+  """
+  parsed = parse_tiling(tiling, target)
+  if _needs_child(target, parsed):
+    return _in_child(cfg, positions_list, target, tiling, parsed, dump_dir)
+  return _in_process(cfg, positions_list, target, parsed, dump_dir)
+
+
+def compile_hlo(cfg: config_lib.BlockConfig, positions: int, target: str = 'cpu',
+                tiling: str = 'xla-default', dump_dir=None) -> CompiledHlo:
+  """Compiles the forward of `cfg` at N=positions; see compile_hlo_many."""
+  return compile_hlo_many(cfg, [positions], target, tiling, dump_dir)[0]
+
+
+def _child_main() -> None:
+  """Child process: a JSON request on stdin, a JSON list of results on stdout."""
+  import jax  # pylint: disable=g-import-not-at-top
+  request = json.loads(sys.stdin.read())
+  if request['target'] != 'gpu':
+    jax.config.update('jax_platforms', 'cpu')
+  cfg = config_lib.BlockConfig(**request['config'])
+  tiling = parse_tiling(request['tiling'], request['target'])
+  try:
+    results = _in_process(cfg, request['positions'], request['target'], tiling,
+                          request['dump_dir'])
+  except CompileError as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(2)
+  json.dump([r.to_dict() for r in results], sys.stdout)
+
+
+if __name__ == '__main__':
+  _child_main()
