@@ -113,3 +113,61 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
       hardware=balance.to_dict(), rounds=rounds, warmup=warmup,
       setup_s=setup_s, timed_s=timed_s, wall_s=time.perf_counter() - start)
   return SweepResult(points, summary)
+
+
+def curve(cfg, calls: dict, *, balance, rounds: int, warmup: int = 2,
+          taus: Sequence[float] = boundary.TAUS,
+          progress: Callable[[str], None] = lambda _: None) -> dict:
+  """Times one ready-made forward per N and reduces the samples to a curve.
+
+  The framework-independent part of a sweep: interleaved randomized rounds
+  (measure.time_interleaved, every sample kept), R(N) with paired-bootstrap
+  CIs, NFP per tau (boundary.find), the idle-compute baseline and the N=1
+  roofline efficiency. `run` makes the calls from JAX executables; the
+  cross-framework comparison (nfp_jax.compare) makes them from PyTorch twins
+  too, so every framework's curve comes from the same harness and statistics.
+
+  Args:
+    cfg: the BlockConfig the calls run (for N_idle and the roofline).
+    calls: N -> a no-argument callable that runs one forward and returns once
+      its output is ready; keys increasing, the first (N=1) is the base of
+      every ratio.
+    balance: the hardware balance (hardware.local_balance) of the device.
+    rounds, warmup: as in measure.time_interleaved; cfg.seed orders the rounds.
+    taus: the tolerances of NFP and N_idle.
+    progress: receives a line every fifth of the rounds.
+
+  Returns:
+    The curve fields of a sweep summary, named as `run` names them:
+    positions, samples_s (per N), t_median_s, ratio, ratio_ci, nfp,
+    nfp_bracket, nfp_range, verdicts, n_idle, n_idle_overprediction,
+    t1_roofline_fraction, bytes_one, flops_one, rounds, warmup, timed_s.
+  """
+  positions = list(calls)
+  step = max(1, rounds // 5)
+  samples = measure.time_interleaved(
+      calls, rounds=rounds, warmup=warmup, seed=cfg.seed,
+      on_round=lambda r: (r + 1) % step == 0 and progress(
+          f'timed round {r + 1}/{rounds}'))
+  stats = [measure.ratio_ci(samples[n], samples[positions[0]], seed=cfg.seed)
+           for n in positions]
+  ratio, lo, hi = ([s[i] for s in stats] for i in range(3))
+  bounds = {boundary.tau_key(t): boundary.find(positions, ratio, lo, hi, t)
+            for t in taus}
+  t_median = [float(np.median(samples[n])) for n in positions]
+  nfp = {k: b.nfp for k, b in bounds.items()}
+  n_idle = principle.idle_compute(cfg, balance, taus)
+  return dict(
+      positions=positions, samples_s=[samples[n].tolist() for n in positions],
+      t_median_s=t_median, ratio=ratio,
+      ratio_ci=[[a, b] for a, b in zip(lo, hi)], nfp=nfp,
+      nfp_bracket={k: list(b.bracket) for k, b in bounds.items()},
+      nfp_range={k: [b.nfp_low, b.nfp_high] for k, b in bounds.items()},
+      verdicts={k: list(b.verdicts) for k, b in bounds.items()},
+      n_idle=n_idle,
+      n_idle_overprediction={k: n_idle[k] / nfp[k] for k in nfp},
+      t1_roofline_fraction=principle.t1_roofline_fraction(cfg, balance,
+                                                          t_median[0]),
+      bytes_one=costs.total_bytes(cfg, 1), flops_one=costs.total_flops(cfg, 1),
+      rounds=rounds, warmup=warmup,
+      timed_s=float(sum(s.sum() for s in samples.values())))
