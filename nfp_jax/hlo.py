@@ -345,7 +345,8 @@ def _scope(op_name: str) -> str | None:
   if op_name.startswith(('state[', 'args[')):
     keys = re.findall(r"\['([^']+)'\]", op_name)
     return keys[-1] if keys else None
-  parts = [p for p in op_name.split('/') if p and not p.startswith('jit(')]
+  parts = [p for p in op_name.split('/')
+           if p and '(' not in p and '->' not in p]
   if len(parts) >= 2:
     return parts[-2]
   return parts[0] if parts else None
@@ -400,8 +401,13 @@ def _free_dims(rank: int, contracting, batch) -> list:
   return [d for d in range(rank) if d not in contracting and d not in batch]
 
 
-def _bitcast_dim(source: Shape, target: Shape, dim: int) -> int | None:
-  """Maps a dimension through a bitcast or reshape by its span in memory."""
+def _bitcast_dim(source: Shape, target: Shape, dim: int, exact: bool = False
+                 ) -> int | None:
+  """Maps a dimension through a bitcast or reshape by its span in memory.
+
+  With `exact`, only a target dimension with the very same span counts (a
+  source dimension that is part of a larger one maps to None).
+  """
   def spans(shape):
     out, stride = {}, 1
     for d in reversed(shape.major_to_minor()):
@@ -413,7 +419,7 @@ def _bitcast_dim(source: Shape, target: Shape, dim: int) -> int | None:
   low, high = spans(source)[dim]
   for d, (t_low, t_high) in spans(target).items():
     if target.dims[d] > 1 and t_low <= low and high <= t_high:
-      return d
+      return d if not exact or (t_low, t_high) == (low, high) else None
   return None
 
 
@@ -622,6 +628,7 @@ def _dot_roles(module: Module, kernel: Instruction, caller: Computation,
     operands = [caller.by_name[o] for o in kernel.operands[:2]]
     lhs, rhs = operands[0].shape, operands[1].shape
     side_dependent = [o.name in dependent for o in operands]
+    dot_computation, dot = caller, kernel
     output = kernel.shape[0] if isinstance(kernel.shape, tuple) else kernel.shape
     dot_output = output
     root_of = lambda dims: dims  # the custom call's output is the dot's
@@ -643,6 +650,7 @@ def _dot_roles(module: Module, kernel: Instruction, caller: Computation,
     operands = [caller.by_name[o] for o in kernel.operands[:2]]
     lhs, rhs = operands[0].shape, operands[1].shape
     side_dependent = [o.name in dependent for o in operands]
+    dot_computation, dot = caller, kernel
     dot_output = kernel.shape
     root_of = lambda dims: dims
   else:
@@ -675,46 +683,91 @@ def _dot_roles(module: Module, kernel: Instruction, caller: Computation,
     w_shape, w_free, w_out = sides['rhs' if positions_side == 'lhs' else 'lhs']
     if w_free:
       roles['features'] = w_out[max(w_free, key=lambda d: w_shape.dims[d])]
+  weight_side = 1 if positions_side != 'rhs' else 0
+  weight_batch = numbers['rhs_batch_dims' if weight_side else 'lhs_batch_dims']
   for i in range(batch):
-    roles[f'batch{i}'] = i
+    # A batch dim cut out of the weights' contraction is split-K; one that is a
+    # whole dimension of the weights (experts, heads) is a genuine batch.
+    if _is_whole_weight_dim(module, caller, kernel, dot_computation, dot,
+                            weight_side, weight_batch[i]) is not True:
+      roles[f'batch{i}'] = i
   mapped = root_of(roles)
   return dict(dot_lhs=lhs, dot_rhs=rhs, dot_output=dot_output,
               dot_dimension_numbers=numbers, positions_operand=positions_side,
               dot_positions_dim=roles['positions'],
               positions_dim=mapped.get('positions'),
               features_dim=mapped.get('features'),
-              batch_dims=[mapped.get(f'batch{i}') for i in range(batch)])
+              batch_dims=[mapped.get(f'batch{i}') for i in range(batch)
+                          if f'batch{i}' in roles])
+
+
+def _is_whole_weight_dim(module: Module, caller: Computation, kernel: Instruction,
+                         dot_computation: Computation, dot: Instruction,
+                         side: int, dim: int) -> bool | None:
+  """Whether dim `dim` of the dot's operand `side` is a whole dimension of an
+  entry parameter (a genuine batch such as experts), rather than a slice of a
+  larger one (split-K cut out of the contraction). None if it cannot be traced."""
+  def back(computation, name, dim):
+    by_name = computation.by_name
+    while True:
+      inst = by_name[name]
+      if inst.opcode == 'parameter':
+        return computation, inst, dim
+      if not inst.operands or inst.operands[0] not in by_name:
+        return None
+      operand = by_name[inst.operands[0]]
+      if inst.opcode in ('bitcast', 'reshape'):
+        dim = _bitcast_dim(inst.shape, operand.shape, dim, exact=True)
+        if dim is None:
+          return computation, None, None
+      elif inst.opcode == 'transpose':
+        dim = _ints(inst.attributes.get('dimensions', ''))[dim]
+      elif inst.opcode not in ('convert', 'copy'):
+        return None
+      name = operand.name
+  found = back(dot_computation, dot.operands[side], dim)
+  if found is None:
+    return None
+  computation, param, dim = found
+  if param is None:
+    return False
+  if computation is _kernel_computation(module, kernel):
+    operand = kernel.operands[int(param.attributes['_arg'])]
+    found = back(caller, operand, dim)
+    if found is None:
+      return None
+    computation, param, dim = found
+    if param is None:
+      return False
+  return True
 
 
 def _split_k_dim(module: Module, kernel: Instruction, caller: Computation,
                  batch_dims: list) -> tuple:
-  """(output dim of `kernel` that a user reduce-adds over, that user's name):
-  the split-K partial sums and the kernel that sums them."""
+  """(output dim of `kernel` that its users reduce-add over, those users):
+  the split-K partial sums and the kernels that sum them."""
   candidates = {d for d in batch_dims if d is not None}
-  if not candidates:
-    return None, None
-  for user in caller.instructions:
+  split_dim, reducers = None, []
+  for user in caller.instructions if candidates else ():
     if kernel.name not in user.operands:
       continue
+    reduced = set()
     if user.opcode == 'reduce' and user.operands[0] == kernel.name:
-      dims = set(_ints(user.attributes.get('dimensions', '')))
-      if dims & candidates:
-        return min(dims & candidates), user.name
+      reduced = set(_ints(user.attributes.get('dimensions', '')))
     computation = _kernel_computation(module, user) if user.opcode == 'fusion' else None
-    if computation is None:
-      continue
-    index = user.operands.index(kernel.name)
-    param = computation.parameter(index)
-    reachable = {param.name: None}
-    for inst in computation.instructions:
-      if inst.operands and inst.operands[0] in reachable:
-        if inst.opcode == 'reduce':
-          dims = set(_ints(inst.attributes.get('dimensions', '')))
-          if dims & candidates:
-            return min(dims & candidates), user.name
-        elif inst.opcode in ('convert', 'bitcast', 'copy'):
-          reachable[inst.name] = None
-  return None, None
+    if computation is not None:
+      param = computation.parameter(user.operands.index(kernel.name))
+      reachable = {param.name}
+      for inst in computation.instructions:
+        if inst.operands and inst.operands[0] in reachable:
+          if inst.opcode == 'reduce':
+            reduced |= set(_ints(inst.attributes.get('dimensions', '')))
+          elif inst.opcode in ('convert', 'bitcast', 'copy'):
+            reachable.add(inst.name)
+    if reduced & candidates:
+      split_dim = min(reduced & candidates)
+      reducers.append(user.name)
+  return split_dim, reducers
 
 
 def _weight_scopes(caller: Computation, inst: Instruction, dependent: set) -> list:
@@ -888,13 +941,11 @@ def read_module(text: str, positions: int | None = None, *, file=None,
         if _is_dot_op(inner.op_name) or inner.opcode != 'reduce':
           inner_ops.append(_scope(inner.op_name))
     source_op = _scope(op_name)
-    if source_op is None and inst.opcode in ('dot', 'custom-call'):
-      # XLA:CPU drops the metadata of some dots: name them by their weight.
-      for operand in inst.operands:
-        found = caller.by_name.get(operand)
-        if found is not None and found.opcode == 'parameter' and (
-            found.name not in dependent):
-          source_op = _scope(found.op_name)
+    # Some kernels lose their metadata (XLA:CPU dots): name them by the ops
+    # inside or by the weights they read.
+    if source_op is None:
+      weights = _weight_scopes(caller, inst, dependent)
+      source_op = next((s for s in inner_ops + weights if s), None)
     source_ops = tuple(dict.fromkeys(
         s for s in [source_op] + inner_ops if s))
     fields = dict(name=inst.name, source_op=source_op, kind=kind,
@@ -914,14 +965,14 @@ def read_module(text: str, positions: int | None = None, *, file=None,
       batch_dims = roles.pop('batch_dims', [])
       roles.pop('dot_positions_dim', None)
       fields.update(roles)
-      split_dim, reducer = _split_k_dim(module, inst, caller, batch_dims)
+      split_dim, reducers = _split_k_dim(module, inst, caller, batch_dims)
       if split_dim is not None:
-        split_k_reducers[reducer] = inst.name
+        split_k_reducers.update({r: inst.name for r in reducers})
         fields['split_k_dim'] = split_dim
         fields['split_k'] = inst.shape.dims[split_dim]
-      source_ops = tuple(dict.fromkeys(
-          source_ops + tuple(_weight_scopes(caller, inst, dependent))))
-      fields['source_ops'] = source_ops
+      weights = list(dict.fromkeys(_weight_scopes(caller, inst, dependent)))
+      if len(weights) > 1:  # one GEMM over concatenated weights (gate and up)
+        fields['source_ops'] = tuple(dict.fromkeys(source_ops + tuple(weights)))
     else:
       fields['positions_dim'] = _positions_dim_by_size(inst.shape, positions)
       if inst.name in split_k_reducers:  # sums split-K partials: not a GEMV
@@ -945,6 +996,25 @@ def read_module(text: str, positions: int | None = None, *, file=None,
                     tile_features=int(match.group(4)),
                     block_k=int(match.group(5)), tile_positions=1)
     kernels.append(Kernel(**fields))
+  # Kernels XLA deduplicated share one launch entry, under the first one's name.
+  launch_of = {}
+  for kernel, (_, inst) in zip(kernels, _kernel_level(module)):
+    group = inst.metadata.get('deduplicated_name')
+    if group and kernel.grid is not None:
+      launch_of.setdefault(group, kernel)
+  for i, (kernel, (_, inst)) in enumerate(zip(kernels, _kernel_level(module))):
+    twin = launch_of.get(inst.metadata.get('deduplicated_name'))
+    if kernel.grid is None and twin is not None:
+      kernels[i] = dataclasses.replace(
+          kernel, grid=twin.grid, grid_blocks=twin.grid_blocks,
+          threads_per_block=twin.threads_per_block,
+          shared_memory_bytes=twin.shared_memory_bytes)
+  # A reduce over a GEMM's output (the expert sum of a rewritten ragged dot, an
+  # epilogue) is not itself a GEMV.
+  gemms = {k.name for k in kernels if k.kind in ('triton_gemm', 'cublas')}
+  by_name = {inst.name: inst for _, inst in _kernel_level(module)}
+  kernels = [dataclasses.replace(k, kind='other') if k.kind == 'gpu_gemv_reduce'
+             and set(by_name[k.name].operands) & gemms else k for k in kernels]
   return ModuleKernels(module.name, None, positions, platform, tuple(kernels))
 
 

@@ -1,0 +1,138 @@
+r"""Show the tiling XLA chose for a block at each N, or for a user's own HLO dump.
+
+  python -m experiments.tiling --module dense --model tiny --target h100 \
+      --tiling cost-model --positions 1,16,64,256,1024
+  python -m experiments.tiling --module moe --impl ragged --target a100
+  python -m experiments.tiling --module dense --target cpu --positions 1,2,16
+  python -m experiments.tiling --hlo /path/to/xla_dump_folder --out tiles.json
+
+NVIDIA targets compile deviceless (no GPU needed; the gpu-aot extra provides the
+CUDA plugin). Prints one table per N: each kernel's kind, tile along N and
+along the features, block_k, split-K, warps, stages, grid blocks and waves on
+the target's SM count. `--out FILE` writes
+{"modules": [{"name", "file", "positions", "target", "tiling_source",
+"placeholder", "kernels": [...]}]}.
+"""
+
+import sys
+
+from absl import flags
+import jax
+
+from experiments import common
+from nfp_jax import compile as compile_lib
+from nfp_jax import hardware
+from nfp_jax import hlo
+from nfp_jax import results
+
+FLAGS = flags.FLAGS
+common.define_block_flags(default_module='dense')
+flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
+                    'Comma list of N, increasing.')
+flags.DEFINE_string('target', 'h100', 'cpu (local backend), gpu (local GPU) or a '
+                    'deviceless NVIDIA target: '
+                    f'{", ".join(compile_lib.gpu_targets())}.')
+flags.DEFINE_string('tiling', None, 'Tiling source: xla-default, cost-model, '
+                    'autotune-file:PATH, override:<config>; default cost-model '
+                    'on GPU targets, xla-default on cpu (its only one).')
+flags.DEFINE_string('hlo', None, 'Read this HLO file or --xla_dump_to folder '
+                    'instead of compiling a block.')
+flags.DEFINE_string('dump_dir', None, 'Keep XLA\'s dump of each N here.')
+flags.DEFINE_string('out', None, 'Write the kernels as JSON to this file.')
+flags.DEFINE_bool('all_kernels', False, 'Also list elementwise kernels (kind '
+                  'other) in the tables.')
+
+_COLUMNS = (('kernel', 28), ('op', 14), ('kind', 15), ('tile_N', 6),
+            ('tile_F', 6), ('blk_k', 5), ('splitK', 6), ('warps', 5),
+            ('stages', 6), ('grid', 7), ('waves', 5))
+
+
+def _cell(value) -> str:
+  return '-' if value is None else str(value)
+
+
+def print_module(module: dict, sm_spec) -> None:
+  placeholder = ' (PLACEHOLDER: no autotuning)' if module.get('placeholder') else ''
+  print(f"\n{module['name']}  N={module['positions']}  target={module['target']}"
+        f"  tiling={module['tiling_source']}{placeholder}")
+  print(' '.join(f'{name:>{width}}' for name, width in _COLUMNS))
+  for kernel in module['kernel_records']:
+    if kernel.kind == 'other' and not FLAGS.all_kernels:
+      continue
+    waves = hlo.waves(kernel, sm_spec.sm_count, sm_spec.gpu['threads_per_core_limit'],
+                      sm_spec.gpu['shared_memory_per_core']) if sm_spec else None
+    values = (kernel.name[-28:], '+'.join(kernel.source_ops)[:14] or '-',
+              kernel.kind, kernel.tile_positions, kernel.tile_features,
+              kernel.block_k, kernel.split_k, kernel.num_warps, kernel.num_stages,
+              kernel.grid_blocks, waves)
+    print(' '.join(f'{_cell(v):>{w}}' for v, (_, w) in zip(values, _COLUMNS)))
+
+
+def _modules_from_dump(path: str) -> list:
+  try:
+    read = hlo.read_dump(path)
+  except (hlo.HloParseError, OSError) as e:
+    raise common.UsageError(str(e)) from None
+  return [dict(name=m.name, file=m.file, positions=m.positions,
+               target=m.platform, tiling_source='as dumped', placeholder=None,
+               kernel_records=m.kernels) for m in read]
+
+
+def _modules_from_blocks(positions: list) -> list:
+  target = FLAGS.target
+  if target not in compile_lib.targets():
+    raise common.UsageError(f'Unknown --target {target!r}; choose one of '
+                            f'{", ".join(compile_lib.targets())}.')
+  platform = 'cpu' if target == 'cpu' else 'gpu'
+  modules = []
+  for cfg in common.block_configs(platform):
+    try:
+      compiled = compile_lib.compile_hlo_many(
+          cfg, positions, target,
+          FLAGS.tiling or ('xla-default' if target == 'cpu' else 'cost-model'),
+          FLAGS.dump_dir)
+    except compile_lib.CompileError as e:
+      raise common.UsageError(str(e)) from None
+    for one in compiled:
+      print(f'compiled {cfg.module} {cfg.preset} N={one.positions} for {target} '
+            f'in {one.compile_s:.2f} s', file=sys.stderr)
+      modules.append(dict(
+          name=f'{cfg.module}-{cfg.preset}-{cfg.config_id()}', file=None,
+          positions=one.positions, target=target,
+          tiling_source=one.tiling_source, placeholder=one.placeholder,
+          compile_s=one.compile_s, xla_flags=list(one.xla_flags),
+          compiler_options=one.compiler_options, config=cfg.to_dict(),
+          kernel_records=one.kernels()))
+  return modules
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  if FLAGS.hlo:
+    modules = _modules_from_dump(FLAGS.hlo)
+    spec = hardware.SPECS.get(FLAGS.target) if FLAGS['target'].present else None
+  else:
+    modules = _modules_from_blocks(common.parse_positions(FLAGS.positions))
+    spec = hardware.SPECS.get(FLAGS.target)
+  spec = spec if spec is not None and spec.gpu else None
+  for module in modules:
+    print_module(module, spec)
+  if FLAGS.out:
+    payload = {'modules': [
+        dict({k: v for k, v in m.items() if k != 'kernel_records'},
+             kernels=[k.to_dict() for k in m['kernel_records']])
+        for m in modules]}
+    try:
+      results.write_json(FLAGS.out, payload)
+    except OSError as e:
+      raise common.UsageError(f'Cannot write --out {FLAGS.out}: '
+                              f'{e.strerror or e}.') from None
+    print(f'\nwrote {FLAGS.out}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  # Deviceless NVIDIA compiles need a CPU-only JAX in this process.
+  jax.config.update('jax_platforms', 'cpu')
+  jax.config.parse_flags_with_absl()
+  common.run(main)
