@@ -19,6 +19,10 @@ def main(argv: list[str]) -> int:
   import pytest  # pylint: disable=g-import-not-at-top
 
   args = ['-q', '-p', 'no:cacheprovider', '--rootdir', os.getcwd()]
+  # tmp_path & co. live in this test's own $TEST_TMPDIR, which Bazel cleans.
+  test_tmpdir = os.environ.get('TEST_TMPDIR')
+  if test_tmpdir:
+    args += ['--basetemp', os.path.join(test_tmpdir, 'pytest')]
   xml_output = os.environ.get('XML_OUTPUT_FILE')
   if xml_output:
     args += ['--junitxml', xml_output]
