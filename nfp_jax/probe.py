@@ -1,0 +1,264 @@
+"""The granularity probe: fine-N sweeps of plain GEMMs on fixed reference shapes.
+
+On XLA:CPU the tiles live inside YNNPACK/Eigen and the HLO only tells which
+kernel runs (a GEMV emitted as LLVM IR at N=1, a YNNPACK fusion for N>=2, a
+plain dot when YNNPACK is off). What those kernels cost as N grows comes from
+this probe: `[N, K] x [K, F]` for every N from 1 to 64 and more coarsely to
+256, on a small fixed set of reference shapes that are never the shapes of a
+block being predicted (a prediction must not be a re-measurement of its own
+answer). Per N it records the kernel kind (read from the compiled HLO) and
+T(N) (interleaved rounds, medians, bootstrap CIs), and derives:
+  kernel switches   the kind changes between consecutive N;
+  steps             a jump in T(N) beyond the local trend and the noise;
+  tile period       a period p with steps at N = k*p + 1, if the steps have one;
+  per kind          the streaming bandwidth at its smallest N (weights plus
+                    activations over T) and the FLOP rate at its largest N.
+Results are cached per machine (the cache path is the caller's), with their
+own provenance, for the predictor to price each CPU kernel of a block.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import pathlib
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nfp_jax import costs
+from nfp_jax import hardware
+from nfp_jax import hlo
+from nfp_jax import measure
+
+# (contraction K, features F): one that streams from memory (64 MiB of float32
+# weights, beyond the caches) and one that stays in cache (4 MiB).
+REFERENCE_SHAPES = ((4096, 4096), (1024, 1024))
+FINE_POSITIONS = tuple(range(1, 65))
+COARSE_POSITIONS = (80, 96, 112, 128, 160, 192, 224, 256)
+DEFAULT_POSITIONS = FINE_POSITIONS + COARSE_POSITIONS
+PROBE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceCurve:
+  """One reference GEMM [N, contraction] x [contraction, features] swept over N."""
+  dtype: str
+  contraction: int
+  features: int
+  positions: tuple
+  t_median_s: tuple
+  t_ci_s: tuple  # (low, high) bootstrap 95% CI of each median
+  kinds: tuple  # kernel kind per N, from the compiled HLO
+  llvm_functions: tuple  # XLA:CPU GEMV function per N (None if not a GEMV)
+
+
+def _kind(text: str, positions: int, gemv_function_names: dict) -> tuple:
+  """(kind, GEMV function) of the GEMM kernel of a compiled probe."""
+  for kernel in hlo.read_kernels(text, positions,
+                                 gemv_function_names=gemv_function_names):
+    if kernel.kind != 'other':
+      return kernel.kind, kernel.llvm_function
+  return 'other', None
+
+
+def sweep_reference(dtype: str, contraction: int, features: int,
+                    positions=DEFAULT_POSITIONS, rounds: int = 9, warmup: int = 2,
+                    seed: int = 0, device=None) -> ReferenceCurve:
+  """Compiles and times the reference GEMM at every N, interleaved by round."""
+  device = device or jax.devices()[0]
+  rng = np.random.default_rng(seed)
+  weights = jax.device_put(jnp.asarray(
+      rng.standard_normal((contraction, features)), dtype), device)
+  calls, kinds, functions = {}, [], []
+  with tempfile.TemporaryDirectory(prefix='nfp_jax_probe_') as tmp:
+    for n in positions:
+      x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
+                         device)
+      folder = pathlib.Path(tmp) / f'n{n}'
+      forward = measure.compile_forward(
+          lambda a, w: a @ w, (x, weights),
+          {'xla_dump_to': str(folder), 'xla_dump_hlo_as_text': True})
+      dumped = hlo.dump_files(folder)
+      kind, function = _kind(forward.executable.as_text(), n,
+                             dumped[-1][2] if dumped else {})
+      kinds.append(kind)
+      functions.append(function)
+      calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
+          forward.executable, x)
+  samples = measure.time_interleaved(calls, rounds, warmup=warmup, seed=seed)
+  medians, intervals = [], []
+  for n in positions:
+    # The CI of a median: the paired-ratio bootstrap against a constant 1.
+    median, low, high = measure.ratio_ci(samples[n], np.ones(rounds))
+    medians.append(median)
+    intervals.append((low, high))
+  return ReferenceCurve(dtype, contraction, features, tuple(positions),
+                        tuple(medians), tuple(intervals), tuple(kinds),
+                        tuple(functions))
+
+
+def kernel_switches(positions, kinds) -> list:
+  """Where the kernel kind changes between consecutive N."""
+  return [dict(from_positions=int(a), to_positions=int(b), from_kind=ka,
+               to_kind=kb)
+          for a, b, ka, kb in zip(positions, positions[1:], kinds, kinds[1:])
+          if ka != kb]
+
+
+def latency_steps(positions, t_median, t_ci, min_jump: float = 0.05,
+                  trend_factor: float = 3.0) -> list:
+  """Jumps in T(N) between consecutive N beyond the local trend and the noise.
+
+  A step at b (after a) needs: the CIs separated (low(b) > high(a)), a rise of
+  more than `min_jump` of T(a), and a rise of more than `trend_factor` times
+  what the median per-position slope of the curve predicts over b - a (so a
+  compute-bound curve that grows steadily has no steps).
+  """
+  positions = np.asarray(positions, float)
+  t = np.asarray(t_median, float)
+  ci = np.asarray(t_ci, float)
+  if len(t) < 3:
+    return []
+  gaps = np.diff(positions)
+  slopes = np.diff(t) / gaps
+  slope = max(float(np.median(slopes)), 0.0)
+  steps = []
+  for i in range(1, len(t)):
+    rise = t[i] - t[i - 1]
+    expected = slope * gaps[i - 1]
+    if (ci[i, 0] > ci[i - 1, 1] and rise > min_jump * t[i - 1]
+        and rise > trend_factor * expected):
+      steps.append(dict(from_positions=int(positions[i - 1]),
+                        to_positions=int(positions[i]),
+                        jump_s=float(rise - expected),
+                        jump_ratio=float(t[i] / t[i - 1])))
+  return steps
+
+
+def tile_period(steps, fine_limit: int = 64, min_steps: int = 2,
+                min_coverage: float = 0.5) -> int | None:
+  """A period p of the steps: steps from k*p to k*p + 1 at most multiples of p.
+
+  Only steps between consecutive N (the fine grid, up to `fine_limit`) are
+  used. p is the gcd of their boundaries; it counts only if at least
+  `min_coverage` of its multiples below `fine_limit` show a step (a few noisy
+  jumps that happen to share a divisor are no tile). None otherwise.
+  """
+  boundaries = [s['from_positions'] for s in steps
+                if s['to_positions'] == s['from_positions'] + 1
+                and s['to_positions'] <= fine_limit and s['from_positions'] > 1]
+  if len(boundaries) < min_steps:
+    return None
+  period = 0
+  for boundary in boundaries:
+    period = math.gcd(period, boundary)
+  if period < 2:
+    return None
+  multiples = range(period, fine_limit, period)
+  return period if len(boundaries) >= min_coverage * len(multiples) else None
+
+
+def kind_rates(curve: ReferenceCurve, small: int = 4, large: int = 3) -> dict:
+  """Per kind: streaming bandwidth at its smallest N, FLOP rate at its largest.
+
+  Bandwidth counts the bytes a GEMM must move (weights once, activations in
+  and out) over the median time, as a median of the kind's `small` smallest N;
+  the FLOP rate is 2*N*K*F over the time, the best of its `large` largest N.
+  """
+  item = costs.itemsize(curve.dtype)
+  rates = {}
+  for kind in dict.fromkeys(curve.kinds):
+    points = [(n, t) for n, t, k in zip(curve.positions, curve.t_median_s,
+                                        curve.kinds) if k == kind]
+    bandwidth = [(curve.contraction * curve.features + n * (curve.contraction +
+                                                             curve.features))
+                 * item / t for n, t in points[:small]]
+    flops = [2.0 * n * curve.contraction * curve.features / t
+             for n, t in points[-large:]]
+    rates[kind] = dict(
+        positions=[int(points[0][0]), int(points[-1][0])],
+        bandwidth_bytes_per_s=float(np.median(bandwidth)),
+        bandwidth_at_positions=[int(n) for n, _ in points[:small]],
+        flop_rate=float(max(flops)),
+        flop_rate_at_positions=[int(n) for n, _ in points[-large:]])
+  return rates
+
+
+def derive(curve: ReferenceCurve) -> dict:
+  """Switches, steps, period and per-kind rates of one reference curve."""
+  steps = latency_steps(curve.positions, curve.t_median_s, curve.t_ci_s)
+  return dict(dataclasses.asdict(curve),
+              kernel_switches=kernel_switches(curve.positions, curve.kinds),
+              steps=steps, tile_period=tile_period(steps),
+              kinds_summary=kind_rates(curve))
+
+
+def summarize(references: list) -> dict:
+  """kind -> dtype -> figures across reference shapes, for the predictor.
+
+  bandwidth: from the streaming (largest) shape, since a block's weights are
+  read from memory; FLOP rate: the best over shapes; steps and periods listed.
+  """
+  out = {}
+  for ref in sorted(references, key=lambda r: r['contraction'] * r['features']):
+    for kind, rates in ref['kinds_summary'].items():
+      entry = out.setdefault(kind, {}).setdefault(ref['dtype'], {})
+      entry['bandwidth_bytes_per_s'] = rates['bandwidth_bytes_per_s']
+      entry['bandwidth_shape'] = [ref['contraction'], ref['features']]
+      entry['flop_rate'] = max(entry.get('flop_rate', 0.0), rates['flop_rate'])
+      entry.setdefault('tile_periods', []).append(ref['tile_period'])
+      entry.setdefault('steps_at', []).extend(
+          s['to_positions'] for s in ref['steps']
+          if rates['positions'][0] <= s['to_positions'] <= rates['positions'][1])
+  return out
+
+
+def run(dtypes=('float32',), shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
+        rounds: int = 9, device=None, progress=lambda _: None) -> dict:
+  """Runs the probe on the local device and returns its JSON-ready result."""
+  device = device or jax.devices()[0]
+  references = []
+  for dtype in dtypes:
+    for contraction, features in shapes:
+      progress(f'{dtype} [N, {contraction}] x [{contraction}, {features}], '
+               f'{len(positions)} values of N, {rounds} rounds')
+      references.append(derive(sweep_reference(
+          dtype, contraction, features, positions, rounds, device=device)))
+  return dict(
+      version=PROBE_VERSION, machine_key=hardware.machine_key(device),
+      backend=device.platform, device_kind=device.device_kind,
+      measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      jax=jax.__version__, rounds=rounds,
+      references=references, kinds=summarize(references))
+
+
+def local_probe(cache_file: str | None = None, dtypes=('float32',),
+                shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
+                rounds: int = 9, refresh: bool = False, device=None,
+                progress=lambda _: None) -> dict:
+  """The probe of this machine, from the cache when it holds this very probe."""
+  device = device or jax.devices()[0]
+  key = json.dumps(dict(machine=hardware.machine_key(device), dtypes=list(dtypes),
+                        shapes=[list(s) for s in shapes], positions=list(positions),
+                        version=PROBE_VERSION), sort_keys=True)
+  path = pathlib.Path(cache_file) if cache_file else None
+  cache = {}
+  if path and path.exists():
+    try:
+      cache = json.loads(path.read_text())
+    except ValueError:
+      cache = {}
+  if key in cache and not refresh:
+    return cache[key]
+  result = run(dtypes, shapes, positions, rounds, device, progress)
+  if path:
+    cache[key] = result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f'.tmp{os.getpid()}')
+    tmp.write_text(json.dumps(cache, indent=1))
+    os.replace(tmp, path)
+  return result
