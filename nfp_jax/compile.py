@@ -205,7 +205,8 @@ def _placed(tree, sharding):
 
 
 def compile_function(fn, abstract_args, positions: int, target: str,
-                     tiling: Tiling, dump_dir=None) -> CompiledHlo:
+                     tiling: Tiling, dump_dir=None,
+                     extra_options: dict | None = None) -> CompiledHlo:
   """Compiles `fn(*abstract_args)` in this process (flags must already be set).
 
   `abstract_args` is a pytree of ShapeDtypeStructs; they are placed on the
@@ -217,8 +218,8 @@ def compile_function(fn, abstract_args, positions: int, target: str,
   args = _placed(abstract_args, sharding)
   with tempfile.TemporaryDirectory(prefix='nfp_jax_dump_') as tmp:
     folder = pathlib.Path(dump_dir or tmp) / f'n{positions}'
-    options = dict(tiling.compiler_options, xla_dump_to=str(folder),
-                   xla_dump_hlo_as_text=True)
+    recorded = dict(tiling.compiler_options, **(extra_options or {}))
+    options = dict(recorded, xla_dump_to=str(folder), xla_dump_hlo_as_text=True)
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     lowered_at = time.perf_counter()
@@ -240,15 +241,17 @@ def compile_function(fn, abstract_args, positions: int, target: str,
         positions=positions, target=target, tiling_source=tiling.source,
         placeholder=tiling.placeholder, hlo_text=compiled.as_text(),
         thunk_text=thunk_text, gemv_function_names=gemv,
-        compiler_options=dict(tiling.compiler_options), xla_flags=tiling.xla_flags,
+        compiler_options=recorded, xla_flags=tiling.xla_flags,
         lower_s=lowered_at - start, compile_s=done - lowered_at,
         device_kind=sharding.mesh.devices.flat[0].device_kind, cost=cost)
 
 
-def _in_process(cfg, positions_list, target, tiling, dump_dir) -> list:
+def _in_process(cfg, positions_list, target, tiling, dump_dir,
+                extra_options=None) -> list:
   fn, state = blocks.abstract_forward(cfg)
   return [compile_function(fn, (state,) + tuple(blocks.abstract_inputs(cfg, n)),
-                           n, target, tiling, dump_dir) for n in positions_list]
+                           n, target, tiling, dump_dir, extra_options)
+          for n in positions_list]
 
 
 def _needs_child(target: str, tiling: Tiling) -> bool:
@@ -260,12 +263,14 @@ def _needs_child(target: str, tiling: Tiling) -> bool:
   return False
 
 
-def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir) -> list:
+def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
+              extra_options) -> list:
   """Runs the compiles in `python -m nfp_jax.compile` with the tiling's XLA_FLAGS."""
   import os  # pylint: disable=g-import-not-at-top
   request = dict(config=cfg.to_dict(), positions=list(positions_list),
                  target=target, tiling=tiling_text,
-                 dump_dir=str(dump_dir) if dump_dir else None)
+                 dump_dir=str(dump_dir) if dump_dir else None,
+                 extra_options=extra_options or {})
   env = dict(os.environ, XLA_FLAGS=' '.join(tiling.xla_flags),
              JAX_PLATFORMS='cpu' if target in gpu_targets() or target == 'cpu'
              else '', TF_CPP_MIN_LOG_LEVEL='3')
@@ -281,7 +286,8 @@ def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir) -> lis
 
 
 def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list, target: str = 'cpu',
-                     tiling: str = 'xla-default', dump_dir=None) -> list:
+                     tiling: str = 'xla-default', dump_dir=None,
+                     extra_options: dict | None = None) -> list:
   """Compiles the forward of `cfg` at every N in `positions_list`.
 
   Args:
@@ -291,6 +297,8 @@ def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list, target: str = 
       (`gpu_targets()`, compiled deviceless).
     tiling: a tiling source (see the module docstring).
     dump_dir: keep XLA's dump (one sub-folder per N) there.
+    extra_options: more XLA options per compile (recorded), e.g.
+      {'xla_gpu_enable_triton_gemm': False} for cuBLAS GEMMs.
 
   Returns:
     One CompiledHlo per N, in order.
@@ -300,14 +308,17 @@ def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list, target: str = 
   """
   parsed = parse_tiling(tiling, target)
   if _needs_child(target, parsed):
-    return _in_child(cfg, positions_list, target, tiling, parsed, dump_dir)
-  return _in_process(cfg, positions_list, target, parsed, dump_dir)
+    return _in_child(cfg, positions_list, target, tiling, parsed, dump_dir,
+                     extra_options)
+  return _in_process(cfg, positions_list, target, parsed, dump_dir, extra_options)
 
 
 def compile_hlo(cfg: config_lib.BlockConfig, positions: int, target: str = 'cpu',
-                tiling: str = 'xla-default', dump_dir=None) -> CompiledHlo:
+                tiling: str = 'xla-default', dump_dir=None,
+                extra_options: dict | None = None) -> CompiledHlo:
   """Compiles the forward of `cfg` at N=positions; see compile_hlo_many."""
-  return compile_hlo_many(cfg, [positions], target, tiling, dump_dir)[0]
+  return compile_hlo_many(cfg, [positions], target, tiling, dump_dir,
+                          extra_options)[0]
 
 
 def _child_main() -> None:
@@ -320,7 +331,7 @@ def _child_main() -> None:
   tiling = parse_tiling(request['tiling'], request['target'])
   try:
     results = _in_process(cfg, request['positions'], request['target'], tiling,
-                          request['dump_dir'])
+                          request['dump_dir'], request['extra_options'])
   except CompileError as e:
     print(str(e), file=sys.stderr)
     sys.exit(2)
