@@ -101,8 +101,14 @@ SPECS = {s.name: s for s in [
         8.0e12, 180 * 10**9, 148, 126 * 2**20,
         ('NVIDIA DGX B200 / HGX B200 datasheet (per GPU; dense = half of the '
          'sparse figures)', 'SM count and L2 as reported for GB100 (148 SMs, '
-         '126 MB L2); not on the datasheet'),
-        gpu=None),
+         '126 MB L2); not on the datasheet',
+         'gpu fields: NVIDIA Blackwell Tuning Guide (compute capability 10.0, '
+         '228 KB shared memory per SM, 227 KB per block, 64K registers and 64 '
+         'warps per SM); clock_rate_ghz 1.965 is an estimate (no datasheet '
+         'figure); cuDNN 9.10 as for h100'),
+        gpu=dict(_H100_GPU, compute_capability=(10, 0), clock_rate_ghz=1.965,
+                 memory_bandwidth=8000000000000, l2_cache_size=132120576,
+                 device_memory_size=180 * 10**9, core_count=148)),
     HardwareSpec(
         'l40s', 'NVIDIA L40S 48GB',
         {'bfloat16': 362.05 * _T, 'float16': 362.05 * _T, 'float8': 733 * _T,
