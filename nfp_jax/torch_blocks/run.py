@@ -1,9 +1,9 @@
 """Forwards of a PyTorch twin prepared for the shared timing harness.
 
-`prepare` builds the twin once (weights and KV cache copied from the Flax block,
-so both frameworks run on the same numbers), then gives for every N a call that
-runs one forward under `torch.inference_mode` and returns when its output is
-ready (the CPU runs PyTorch ops synchronously), plus what PyTorch ran for it.
+`twin` builds the twin once (weights and KV cache copied from the Flax block,
+so both frameworks run on the same numbers); `prepare` gives for one N a call
+that runs one forward under `torch.inference_mode` and returns when its output
+is ready (the CPU runs PyTorch ops synchronously), plus what PyTorch ran for it.
 
 Variants:
   eager    the module as is: one ATen op at a time.
@@ -19,15 +19,20 @@ import collections
 import dataclasses
 import os
 import platform
+import re
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from nfp_jax.torch_blocks import modules
 
 VARIANTS = ('eager', 'compile')
 _TOP_KERNELS = 8
+_MAX_GRAPHS = 1024
+_COMPILED_GRAPH = re.compile(r'## Call CompiledFxGraph \w+ ##')
+_COMPILED_REGION = re.compile(r'Torch-Compiled Region: [\d/]+')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,72 +68,69 @@ def provenance() -> dict:
       cxx_compiler=os.environ.get('CXX', 'c++'), machine=platform.machine())
 
 
-def kernel_identity(call: Callable[[], Any]) -> list:
-  """The ops of one call, by self CPU time, as seen by torch.profiler.
+def kernel_identity(call: Callable[[], Any], calls: int = 5) -> list:
+  """The ops of a forward, by self CPU time, as torch.profiler sees them.
 
-  Returns up to the top few as dicts {op, calls, self_share}: for eager, the
-  ATen ops (aten::mm, aten::_grouped_mm, aten::_scaled_dot_product_flash_
-  attention_for_cpu ...); for torch.compile, inductor's generated kernels
-  (cpp_fused_*) and the extern ATen calls it kept.
+  Profiles `calls` calls one by one and takes each op's median self time over
+  them: on a shared machine one call can lose tens of ms to a descheduled
+  OpenMP thread, and that stall lands on whichever op was running. Returns the
+  top few ops as dicts {op, calls (per forward), self_share}: for eager, the
+  ATen ops (aten::mm, aten::_grouped_mm,
+  aten::_scaled_dot_product_flash_attention_for_cpu ...); for torch.compile,
+  the call of inductor's generated C++ (one entry for all its fused kernels)
+  and the extern ATen ops it kept (aten::mm ...).
   """
-  activities = [torch.profiler.ProfilerActivity.CPU]
-  with torch.profiler.profile(activities=activities) as prof:
-    call()
-  self_us = collections.Counter()
-  calls = collections.Counter()
-  for event in prof.events():
-    self_us[event.name] += event.self_cpu_time_total
-    calls[event.name] += 1
-  total = sum(self_us.values()) or 1.0
-  return [dict(op=name, calls=calls[name], self_share=round(us / total, 3))
-          for name, us in self_us.most_common(_TOP_KERNELS) if us > 0]
+  per_call = []
+  counts = collections.Counter()
+  for _ in range(calls):
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+      call()
+    self_us = collections.Counter()
+    for event in prof.events():
+      name = _COMPILED_GRAPH.sub('inductor C++ graph', event.name)
+      name = _COMPILED_REGION.sub('Torch-Compiled Region', name)
+      self_us[name] += event.self_cpu_time_total
+      counts[name] += 1
+    per_call.append(self_us)
+  median_us = {name: float(np.median([c[name] for c in per_call]))
+               for name in counts}
+  total = sum(median_us.values()) or 1.0
+  top = sorted(median_us, key=median_us.get, reverse=True)[:_TOP_KERNELS]
+  return [dict(op=name, calls=counts[name] // calls,
+               self_share=round(median_us[name] / total, 3))
+          for name in top if median_us[name] > 0]
 
 
-def _timed_call(module, args):
+def twin(cfg, variant: str = 'eager') -> torch.nn.Module:
+  """The block's twin, compiled for `variant` 'compile' (lazily: at each
+  new N's first call)."""
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown variant {variant!r}; choose one of {VARIANTS}.')
+  module = modules.build(cfg).eval()
+  if variant == 'compile':
+    torch._dynamo.reset()  # pylint: disable=protected-access
+    module = torch.compile(module, dynamic=False, fullgraph=True)
+  return module
+
+
+def prepare(module: torch.nn.Module, cfg, positions: int,
+            max_positions: int | None = None) -> PreparedForward:
+  """The forward of `module` at N=positions, run once (compiling it if the
+  module is compiled) and profiled.
+
+  max_positions: the largest N of the sweep, so forced routing is a prefix
+  of the same draw at every N (as nfp_jax.blocks.inputs).
+  """
+  args = modules.inputs(cfg, positions, max_positions)
+
   def call():
     with torch.inference_mode():
       return module(*args)
-  return call
 
-
-def _error_text(error: BaseException) -> str:
-  text = f'{type(error).__name__}: {error}'.strip()
-  return text if len(text) < 2000 else text[:2000] + ' ...'
-
-
-def prepare(cfg, positions: Sequence[int], variant: str = 'eager', *,
-            progress: Callable[[str], None] = lambda _: None
-            ) -> tuple[dict[int, PreparedForward], dict[int, str]]:
-  """Prepares the twin's forward at every N of `positions` (which starts at 1).
-
-  Returns:
-    (prepared, failed): N -> PreparedForward for the N that ran, and
-    N -> error text for those that did not (the sweep goes on without them).
-
-  Raises:
-    the error of positions[0], since every ratio is relative to T(1).
-  """
-  if variant not in VARIANTS:
-    raise ValueError(f'Unknown variant {variant!r}; choose one of {VARIANTS}.')
-  twin = modules.build(cfg).eval()
-  module = twin
-  if variant == 'compile':
-    torch._dynamo.reset()  # pylint: disable=protected-access
-    module = torch.compile(twin, dynamic=False, fullgraph=True)
-  prepared, failed = {}, {}
-  for n in positions:
-    try:
-      call = _timed_call(module, modules.inputs(cfg, n, max(positions)))
-      start = time.perf_counter()
-      # One graph per N: lift the recompile limit (8) while compiling them.
-      with torch._dynamo.config.patch(recompile_limit=len(positions) + 1):  # pylint: disable=protected-access
-        call()
-      first_call_s = time.perf_counter() - start
-      prepared[n] = PreparedForward(call, first_call_s, kernel_identity(call))
-      progress(f'N={n}: first call {first_call_s:.2f} s')
-    except Exception as e:  # pylint: disable=broad-except
-      if n == positions[0]:
-        raise
-      failed[n] = _error_text(e)
-      progress(f'N={n}: failed: {failed[n][:200]}')
-  return prepared, failed
+  start = time.perf_counter()
+  # One static graph per N: lift the recompile limit (8) while compiling.
+  with torch._dynamo.config.patch(recompile_limit=_MAX_GRAPHS):  # pylint: disable=protected-access
+    call()
+  first_call_s = time.perf_counter() - start
+  return PreparedForward(call, first_call_s, kernel_identity(call))

@@ -1,0 +1,259 @@
+"""One block's T(N) curve in several frameworks, measured by one harness.
+
+Frameworks:
+  jax            the Flax block, AOT-compiled per N by XLA (as the sweep does);
+  torch          its PyTorch twin (nfp_jax.torch_blocks), eager;
+  torch-compile  the twin under torch.compile, one static graph per N.
+
+Each framework gets a callable per N; `sweep.curve` times them (interleaved
+randomized rounds, every sample kept) and gives R(N), NFP and N_idle, so the
+frameworks differ only in what the calls run. Frameworks are timed one after
+the other, never interleaved with each other: two thread pools taking turns
+would slow each other. Beside the curve, each N records the kernels that ran:
+for JAX the kernel kinds of the optimized HLO (nfp_jax.hlo: cpu_gemv, cpu_ynn,
+...), for PyTorch the ops torch.profiler saw. PyTorch is imported only when a
+torch framework is asked for, so this module works without the torch extra.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import json
+import time
+from typing import Callable, Sequence
+
+import jax
+
+from nfp_jax import blocks
+from nfp_jax import boundary
+from nfp_jax import hlo
+from nfp_jax import measure
+from nfp_jax import sweep
+
+FRAMEWORKS = ('jax', 'torch', 'torch-compile')
+TORCH_FRAMEWORKS = ('torch', 'torch-compile')
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """A framework's forwards, ready to be timed."""
+  calls: dict  # N -> no-argument callable returning once the output is ready
+  setup_s: dict  # N -> compile time (jax) or first call (torch, compile included)
+  kernels: dict  # N -> list of {op, kind or calls/self_share}
+  failed: dict  # N -> error text
+  provenance: dict
+
+
+def framework_config_id(cfg, positions: Sequence[int], framework: str) -> str:
+  """The config_id of a framework's curve: the sweep's own for jax, so a JAX
+  comparison and a JAX sweep of the same block share it; hashed with the
+  framework name for the others."""
+  config_id = cfg.config_id(positions)
+  if framework == 'jax':
+    return config_id
+  payload = json.dumps({'config_id': config_id, 'framework': framework})
+  return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def error_text(error: BaseException) -> str:
+  """An error as one text, its root cause first: torch.compile wraps the error
+  of the op it could not trace in a long explanation."""
+  chain = [error]
+  while chain[-1].__cause__ is not None and len(chain) < 8:
+    chain.append(chain[-1].__cause__)
+  text = ' <- '.join(f'{type(e).__name__}: {e}'.strip() for e in reversed(chain))
+  return text if len(text) < 2000 else text[:2000] + ' ...'
+
+
+def xla_kernels(hlo_text: str, positions: int) -> list:
+  """The kernels of an optimized HLO module: each dot kernel's source op and
+  kind (cpu_gemv at N=1, cpu_ynn for YNNPACK fusions, ...), then the count of
+  the other kernels (elementwise, gathers, sorts)."""
+  dots = collections.Counter()
+  others = 0
+  for kernel in hlo.read_kernels(hlo_text, positions):
+    if kernel.kind == 'other':
+      others += 1
+    else:
+      dots[(kernel.source_op or kernel.op_name or kernel.name, kernel.kind)] += 1
+  return [dict(op=op, kind=kind, calls=calls) for (op, kind), calls in
+          dots.items()] + [dict(op='other', kind='other', calls=others)]
+
+
+def _each_position(positions: Sequence[int], prepare_one, progress) -> Prepared:
+  """Runs prepare_one(n) -> (call, setup_s, kernels) at every N.
+
+  A failure at one N (out of memory, an op a compiler rejects) becomes a failed
+  position with its error and the others go on; a failure at positions[0]
+  raises, since every ratio is relative to T(1).
+  """
+  calls, setup_s, kernels, failed = {}, {}, {}, {}
+  for n in positions:
+    try:
+      calls[n], setup_s[n], kernels[n] = prepare_one(n)
+    except Exception as e:  # pylint: disable=broad-except
+      if n == positions[0]:
+        raise
+      failed[n] = error_text(e)
+      progress(f'N={n}: failed: {failed[n][:200]}')
+      continue
+    progress(f'N={n}: ready in {setup_s[n]:.2f} s')
+  return Prepared(calls, setup_s, kernels, failed, {})
+
+
+def prepare_jax(cfg, positions: Sequence[int], *, device=None,
+                progress: Callable[[str], None] = lambda _: None) -> Prepared:
+  """AOT-compiles the Flax block at every N, as the sweep does."""
+  device = device or jax.devices()[0]
+  fn, state = blocks.forward(cfg)
+  state = jax.device_put(state, device)
+
+  def prepare_one(n):
+    args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
+    forward = measure.compile_forward(fn, args)
+    jax.block_until_ready(forward.executable(*args))
+    try:
+      kernels = xla_kernels(forward.executable.as_text(), n)
+    except hlo.HloParseError as e:
+      kernels = [dict(op='unreadable HLO', kind=error_text(e), calls=0)]
+    return (lambda: jax.block_until_ready(forward.executable(*args)),
+            forward.compile_s, kernels)
+
+  prepared = _each_position(positions, prepare_one, progress)
+  return dataclasses.replace(prepared, provenance=dict(jax=jax.__version__))
+
+
+def prepare_torch(cfg, positions: Sequence[int], *, compiled: bool,
+                  progress: Callable[[str], None] = lambda _: None) -> Prepared:
+  """Builds the PyTorch twin once and runs it at every N (eager or compiled;
+  setup_s is the first call, compilation included)."""
+  from nfp_jax.torch_blocks import run  # pylint: disable=g-import-not-at-top
+  module = run.twin(cfg, 'compile' if compiled else 'eager')
+
+  def prepare_one(n):
+    forward = run.prepare(module, cfg, n, max(positions))
+    return forward.call, forward.first_call_s, forward.kernels
+
+  prepared = _each_position(positions, prepare_one, progress)
+  return dataclasses.replace(prepared, provenance=run.provenance())
+
+
+def prepare(framework: str, cfg, positions: Sequence[int], *, device=None,
+            progress: Callable[[str], None] = lambda _: None) -> Prepared:
+  if framework == 'jax':
+    return prepare_jax(cfg, positions, device=device, progress=progress)
+  if framework in TORCH_FRAMEWORKS:
+    return prepare_torch(cfg, positions, compiled=framework == 'torch-compile',
+                         progress=progress)
+  raise ValueError(f'Unknown framework {framework!r}; choose one of {FRAMEWORKS}.')
+
+
+def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
+                      rounds: int, warmup: int = 2,
+                      taus: Sequence[float] = boundary.TAUS, device=None,
+                      progress: Callable[[str], None] = lambda _: None
+                      ) -> tuple[list, dict]:
+  """One framework's curve of one block: (point records, summary record).
+
+  A failure at positions[0] (a framework that cannot run the block at all,
+  such as torch.compile where it cannot trace an op) gives no points and a
+  summary with status 'failed' and the error; a failure at a larger N is a
+  failed point. Either way the comparison goes on with the other frameworks.
+  """
+  start = time.perf_counter()
+  config_id = framework_config_id(cfg, positions, framework)
+  head = dict(config_id=config_id, framework=framework)
+  summary = dict(kind='summary', **head, module=cfg.module, preset=cfg.preset,
+                 config=cfg.to_dict(), swept_positions=list(positions),
+                 hardware=balance.to_dict())
+  try:
+    prepared = prepare(framework, cfg, positions, device=device,
+                       progress=progress)
+  except Exception as e:  # pylint: disable=broad-except
+    return [], dict(summary, status='failed', error=error_text(e),
+                    wall_s=time.perf_counter() - start)
+  curve = sweep.curve(cfg, prepared.calls, balance=balance, rounds=rounds,
+                      warmup=warmup, taus=taus, progress=progress)
+  samples = dict(zip(curve['positions'], curve.pop('samples_s')))
+  points = []
+  for n in positions:
+    point = dict(kind='point', **head, positions=n)
+    if n in prepared.failed:
+      points.append(dict(point, status='failed', error=prepared.failed[n]))
+      continue
+    j = curve['positions'].index(n)
+    points.append(dict(
+        point, status='ok', samples_s=samples[n],
+        t_median_s=curve['t_median_s'][j], ratio=curve['ratio'][j],
+        ratio_ci=curve['ratio_ci'][j],
+        verdict={k: v[j] for k, v in curve['verdicts'].items()},
+        setup_s=prepared.setup_s[n], kernels=prepared.kernels[n]))
+  summary.update(
+      status='ok', **curve, failed_positions=sorted(prepared.failed),
+      t1_s=curve['t_median_s'][0],
+      setup_s={str(n): s for n, s in prepared.setup_s.items()},
+      kernels={str(n): k for n, k in prepared.kernels.items()},
+      framework_provenance=prepared.provenance,
+      wall_s=time.perf_counter() - start)
+  return points, summary
+
+
+def comparison(summaries: Sequence[dict]) -> dict:
+  """compare.json of one block: per framework T(1), NFP, N_idle, kernels."""
+  first = summaries[0]
+  frameworks = {}
+  for s in summaries:
+    entry = dict(config_id=s['config_id'], status=s['status'])
+    if s['status'] != 'ok':
+      entry['error'] = s['error']
+    else:
+      entry.update({k: s[k] for k in (
+          't1_s', 'nfp', 'n_idle', 'nfp_bracket', 'nfp_range',
+          'n_idle_overprediction', 't1_roofline_fraction', 'positions',
+          'failed_positions', 't_median_s', 'ratio', 'ratio_ci', 'verdicts',
+          'setup_s', 'kernels', 'framework_provenance')})
+    frameworks[s['framework']] = entry
+  return dict(kind='compare', module=first['module'], preset=first['preset'],
+              config=first['config'], positions=first['swept_positions'],
+              hardware=first['hardware'], frameworks=frameworks)
+
+
+def overlay_plot(compare: dict, path, tau_key: str = '0.1') -> None:
+  """Writes one PNG of a comparison: R(N) with its CI per framework (left), the
+  tolerance band and each framework's NFP; T(N) in ms (right), since a ratio
+  hides how fast T(1) is."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax_ratio, ax_time) = plt.subplots(1, 2, figsize=(11, 4.5))
+  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  for i, (name, fw) in enumerate(compare['frameworks'].items()):
+    if fw['status'] != 'ok':
+      continue
+    color = colors[i % len(colors)]
+    ratio, ci = fw['ratio'], fw['ratio_ci']
+    ax_ratio.errorbar(fw['positions'], ratio,
+                      yerr=[[r - c[0] for r, c in zip(ratio, ci)],
+                            [c[1] - r for r, c in zip(ratio, ci)]],
+                      fmt='o-', capsize=3, color=color,
+                      label=f'{name}: NFP({tau_key}) = {fw["nfp"][tau_key]}')
+    ax_ratio.axvline(fw['nfp'][tau_key], color=color, ls=':', lw=1.5, alpha=0.7)
+    ax_time.plot(fw['positions'], [t * 1e3 for t in fw['t_median_s']], 'o-',
+                 color=color, label=f'{name}: T(1) = {fw["t1_s"] * 1e3:.3g} ms')
+  ax_ratio.axhline(1 + float(tau_key), color='gray', ls='--', lw=1,
+                   label=f'1 + tau ({tau_key})')
+  cfg = compare['config']
+  title = (f"{compare['module']} {compare['preset']} x{cfg['scale']:g} "
+           f"{cfg['dtype']} on {compare['hardware'].get('name', '')}")
+  for ax, ylabel in ((ax_ratio, 'R(N) = T(N) / T(1)'),
+                     (ax_time, 'T(N) median, ms')):
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel('positions N per forward')
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='upper left')
+  ax_time.set_yscale('log')
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
