@@ -189,3 +189,15 @@ def balance_cache() -> str:
   """Where measured hardware balances are cached, per user."""
   root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
   return os.path.join(root, 'nfp_jax', 'hardware.json')
+
+
+def parse_sweep_flags(argv) -> tuple[list[int], float]:
+  """(positions, tolerance) of the sweep flags, checked with the other sweep
+  flags that need no device (no positional arguments, --repeats)."""
+  if len(argv) > 1:
+    raise UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  positions = parse_positions(FLAGS.positions)
+  tau = parse_tolerance(FLAGS.tolerance)
+  if FLAGS.repeats < 3:
+    raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
+  return positions, tau

@@ -141,12 +141,7 @@ def print_table(comp: dict, tau: float) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
-  positions = common.parse_positions(FLAGS.positions)
-  tau = common.parse_tolerance(FLAGS.tolerance)
-  if FLAGS.repeats < 3:
-    raise common.UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
+  positions, tau = common.parse_sweep_flags(argv)
   frameworks = parse_frameworks(FLAGS.frameworks)
   device = common.device(FLAGS.backend)
   configs = common.block_configs(device.platform)
