@@ -67,9 +67,12 @@ def define_sweep_flags() -> None:
 # Defaults that keep a flagless run of each module within a minute on a 2-core CPU.
 DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
                   'attention': 'llama3-8b', 'layer': 'olmoe-1b-7b',
-                  'model': 'olmoe-1b-7b'}
-DEFAULT_SCALES = {'dense': 0.5, 'moe': 1.0, 'attention': 1.0, 'layer': 0.5,
-                  'model': 0.25}
+                  'model': 'llama3-8b'}
+# A flagless `--module model` keeps 4 of the preset's layers (compile time grows
+# with depth; the layers are identical). --n_layers or --model restores the preset.
+DEFAULT_OVERRIDES = {'model': {'n_layers': 4}}
+DEFAULT_SCALES = {'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
+                  'model': 0.125}
 
 
 class UsageError(Exception):
@@ -143,12 +146,17 @@ def block_configs(platform: str = 'cpu') -> list:
   configs = []
   for module in FLAGS.module:
     models = FLAGS.model or [DEFAULT_MODELS.get(module, 'tiny')]
+    module_overrides = dict(overrides)
+    if not FLAGS.model:
+      for name, value in DEFAULT_OVERRIDES.get(module, {}).items():
+        if module_overrides.get(name) is None:
+          module_overrides[name] = value
     scales = _numbers(FLAGS.scale, float, 'scale') if FLAGS.scale else [
         DEFAULT_SCALES.get(module, 1.0) if not FLAGS.model else 1.0]
     for model, scale, dtype, impl, routing, mask, attn_impl, kv_len in (
         itertools.product(models, scales, dtypes, FLAGS.impl, FLAGS.routing,
                           FLAGS.mask or [None], FLAGS.attn_impl, kv_lens)):
-      cfg = config.resolve(module, model, scale=scale, overrides=overrides,
+      cfg = config.resolve(module, model, scale=scale, overrides=module_overrides,
                            dtype=dtype, param_dtype=FLAGS.param_dtype,
                            moe_impl=impl, routing=routing, mask=mask,
                            attn_impl=attn_impl, kv_len=kv_len, seed=FLAGS.seed)
