@@ -209,3 +209,8 @@ def parse_sweep_flags(argv) -> tuple[list[int], float]:
   if FLAGS.repeats < 3:
     raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
   return positions, tau
+
+
+def probe_cache() -> str:
+  """Where the granularity probe (nfp_jax.probe) is cached, per user."""
+  return os.path.join(os.path.dirname(balance_cache()), 'probe.json')

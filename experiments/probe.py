@@ -12,7 +12,6 @@ machine in ~/.cache/nfp_jax/probe.json (the predictor reads it there) and
 written to --out when given.
 """
 
-import os
 import sys
 
 from absl import flags
@@ -29,11 +28,6 @@ flags.DEFINE_integer('rounds', 9, 'Timed rounds; each round times every N once.'
 flags.DEFINE_bool('refresh', False, 'Measure again even if the cache holds it.')
 flags.DEFINE_string('out', None, 'Also write the probe JSON to this file.')
 flags.DEFINE_string('backend', None, 'JAX backend to probe (default: JAX\'s).')
-
-
-def probe_cache() -> str:
-  """Where the probe is cached, beside the measured hardware balance."""
-  return os.path.join(os.path.dirname(common.balance_cache()), 'probe.json')
 
 
 def print_probe(result: dict) -> None:
@@ -66,7 +60,7 @@ def main(argv):
     raise common.UsageError(f'--rounds must be at least 3, got {FLAGS.rounds}.')
   device = common.device(FLAGS.backend)
   result = probe.local_probe(
-      probe_cache(), tuple(FLAGS.dtype), rounds=FLAGS.rounds,
+      common.probe_cache(), tuple(FLAGS.dtype), rounds=FLAGS.rounds,
       refresh=FLAGS.refresh, device=device,
       progress=lambda m: print(f'  {m}', file=sys.stderr, flush=True))
   print_probe(result)

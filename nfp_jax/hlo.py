@@ -18,6 +18,7 @@ side) still reports the tile along N.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -92,9 +93,18 @@ class Computation:
   instructions: tuple
   is_entry: bool
 
-  @property
+  @functools.cached_property
   def by_name(self) -> dict:
     return {i.name: i for i in self.instructions}
+
+  @functools.cached_property
+  def users(self) -> dict:
+    """Instruction name -> the instructions that use it."""
+    users = {}
+    for inst in self.instructions:
+      for operand in inst.operands:
+        users.setdefault(operand, []).append(inst)
+    return users
 
   @property
   def root(self) -> Instruction:
@@ -442,10 +452,7 @@ def _map_forward(user: Instruction, operand: Instruction, dim: int | None):
 
 def _to_root(computation: Computation, start: Instruction, dims: dict) -> dict:
   """Follows dims {role: dim of start} along single users up to the root."""
-  users = {}
-  for inst in computation.instructions:
-    for operand in inst.operands:
-      users.setdefault(operand, []).append(inst)
+  users = computation.users
   current = start
   by_name = computation.by_name
   while not current.is_root:
@@ -517,21 +524,21 @@ def _classify(inst: Instruction, computation: Computation | None, module: Module
       return 'cpu_ynn'
     if computation is not None:
       dots = _find(computation, module, ('dot',))
+      if dots and platform == 'cpu':
+        return 'cpu_gemv' if _is_gemv(dots[0][1]) else 'cpu_dot'
       if dots:
-        return 'cpu_gemv' if platform == 'cpu' and _is_gemv(dots[0][1], dots[0][0]) else (
-            'cpu_dot' if platform == 'cpu' else 'other')
+        return 'other'
       reduces = _find(computation, module, ('reduce',))
       if platform == 'gpu' and any(_is_dot_op(r.op_name) for _, r in reduces):
         return 'gpu_gemv_reduce'
     return 'other'
   if inst.opcode == 'dot' and platform == 'cpu':
-    return 'cpu_gemv' if _is_gemv(inst, None) else 'cpu_dot'
+    return 'cpu_gemv' if _is_gemv(inst) else 'cpu_dot'
   return 'other'
 
 
-def _is_gemv(dot: Instruction, computation) -> bool:
+def _is_gemv(dot: Instruction) -> bool:
   """A matrix-vector product: one operand has no free dimension larger than 1."""
-  del computation
   numbers = _dot_dimension_numbers(dot)
   output = dot.shape
   if not isinstance(output, Shape):
@@ -926,7 +933,8 @@ def read_module(text: str, positions: int | None = None, *, file=None,
   gemv_function_names = gemv_function_names or {}
   dependent_by_computation, split_k_reducers = {}, {}
   kernels = []
-  for caller, inst in _kernel_level(module):
+  level = _kernel_level(module)
+  for caller, inst in level:
     if caller.name not in dependent_by_computation:
       seeds = activations if caller.is_entry else {
           i.name for i in caller.instructions if i.opcode == 'parameter'}
@@ -998,11 +1006,11 @@ def read_module(text: str, positions: int | None = None, *, file=None,
     kernels.append(Kernel(**fields))
   # Kernels XLA deduplicated share one launch entry, under the first one's name.
   launch_of = {}
-  for kernel, (_, inst) in zip(kernels, _kernel_level(module)):
+  for kernel, (_, inst) in zip(kernels, level):
     group = inst.metadata.get('deduplicated_name')
     if group and kernel.grid is not None:
       launch_of.setdefault(group, kernel)
-  for i, (kernel, (_, inst)) in enumerate(zip(kernels, _kernel_level(module))):
+  for i, (kernel, (_, inst)) in enumerate(zip(kernels, level)):
     twin = launch_of.get(inst.metadata.get('deduplicated_name'))
     if kernel.grid is None and twin is not None:
       kernels[i] = dataclasses.replace(
@@ -1012,7 +1020,7 @@ def read_module(text: str, positions: int | None = None, *, file=None,
   # A reduce over a GEMM's output (the expert sum of a rewritten ragged dot, an
   # epilogue) is not itself a GEMV.
   gemms = {k.name for k in kernels if k.kind in ('triton_gemm', 'cublas')}
-  by_name = {inst.name: inst for _, inst in _kernel_level(module)}
+  by_name = {inst.name: inst for _, inst in level}
   kernels = [dataclasses.replace(k, kind='other') if k.kind == 'gpu_gemv_reduce'
              and set(by_name[k.name].operands) & gemms else k for k in kernels]
   return ModuleKernels(module.name, None, positions, platform, tuple(kernels))
