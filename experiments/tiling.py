@@ -122,7 +122,10 @@ def main(argv):
     payload = {'modules': [
         dict({k: v for k, v in m.items() if k != 'kernel_records'},
              kernels=[k.to_dict() for k in m['kernel_records']])
-        for m in modules]}
+        for m in modules],
+               'provenance': results.provenance(
+                   seed=FLAGS.seed, device=jax.devices('cpu')[0],
+                   hlo_source=FLAGS.hlo or 'compiled')}
     try:
       results.write_json(FLAGS.out, payload)
     except OSError as e:
