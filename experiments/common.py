@@ -62,6 +62,9 @@ def define_sweep_flags() -> None:
                       'folder under results/).')
   flags.DEFINE_string('backend', None, 'JAX backend to measure on (cpu, gpu, ...); '
                       'default: JAX\'s default.')
+  flags.DEFINE_integer('shard_index', 0, 'This job\'s shard of the grid (a SLURM '
+                       'array index or a Kubernetes job completion index).')
+  flags.DEFINE_integer('num_shards', 1, 'Shards the grid is split into.')
 
 
 # Defaults that keep a flagless run of each module within a minute on a 2-core CPU.
@@ -163,6 +166,20 @@ def block_configs(platform: str = 'cpu') -> list:
       if cfg not in configs:
         configs.append(cfg)
   return configs
+
+
+def shard(configs: list) -> list:
+  """The configurations of shard --shard_index of --num_shards.
+
+  Round-robin over the grid's order, which depends on the flags only: every
+  configuration lands in exactly one shard, on any machine.
+  """
+  if FLAGS.num_shards < 1:
+    raise UsageError(f'--num_shards must be at least 1, got {FLAGS.num_shards}.')
+  if not 0 <= FLAGS.shard_index < FLAGS.num_shards:
+    raise UsageError(f'--shard_index must be in [0, {FLAGS.num_shards}), got '
+                     f'{FLAGS.shard_index}.')
+  return configs[FLAGS.shard_index::FLAGS.num_shards]
 
 
 def output_folder(out: str | None, label: str) -> pathlib.Path:

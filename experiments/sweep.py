@@ -59,44 +59,68 @@ def print_table(summary: dict, tau: float) -> None:
         f"{hw['bandwidth'] / 1e9:.1f} GB/s = {hw['ridge']:.1f} FLOP/B")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
-  positions = common.parse_positions(FLAGS.positions)
-  tau = common.parse_tolerance(FLAGS.tolerance)
-  if FLAGS.repeats < 3:
-    raise common.UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
-  device = common.device(FLAGS.backend)
-  configs = common.block_configs(device.platform)
-  out = common.output_folder(FLAGS.out, '-'.join(FLAGS.module))
-  log = results.ResultLog.open(out)
-  done = log.summaries()
-  print(f'measuring on {device.platform} ({device.device_kind}); '
-        f'{len(configs)} configuration(s); results in {out}', file=sys.stderr)
-  summaries = []
-  for i, cfg in enumerate(configs):
-    config_id = cfg.config_id(positions)
-    if config_id in done:
-      _progress(f'[{i + 1}/{len(configs)}] {config_id} already finished; skipped')
-      summaries.append(done[config_id])
-      continue
-    _progress(f'[{i + 1}/{len(configs)}] {cfg.module} {cfg.preset} '
-              f'x{cfg.scale:g} {cfg.dtype} (config {config_id})')
+def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
+  results.write_json(out / f'summary{name}.json', summary)
+  if summary.get('status', 'ok') == 'ok':
+    plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
+
+
+def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
+  """(point records, summary record) of one configuration; a configuration
+  that cannot run at all gets a failed summary, so a grid goes on."""
+  try:
     balance = hardware.local_balance(cfg.dtype, common.balance_cache(), device)
     result = sweep.run(cfg, positions, rounds=FLAGS.repeats, warmup=FLAGS.warmup,
                        balance=balance, taus=common.taus(tau), device=device,
                        progress=_progress)
-    summary = dict(result.summary, provenance=results.provenance(
-        seed=cfg.seed, xla_flags=os.environ.get('XLA_FLAGS', ''), device=device))
-    log.append(result.points + [summary])
+    points, summary = result.points, dict(result.summary, status='ok')
+  except Exception as e:  # pylint: disable=broad-except
+    _progress(f'failed: {sweep.error_text(e)[:300]}')
+    points = []
+    summary = dict(kind='summary', status='failed', error=sweep.error_text(e),
+                   config_id=cfg.config_id(positions), module=cfg.module,
+                   preset=cfg.preset, config=cfg.to_dict(), positions=positions)
+  summary['provenance'] = results.provenance(
+      seed=cfg.seed, xla_flags=os.environ.get('XLA_FLAGS', ''), device=device)
+  return points, summary
+
+
+def main(argv):
+  positions, tau = common.parse_sweep_flags(argv)
+  device = common.device(FLAGS.backend)
+  grid = common.block_configs(device.platform)
+  configs = common.shard(grid)
+  out = common.output_folder(FLAGS.out, '-'.join(FLAGS.module))
+  log = results.ResultLog.open(out)
+  done = log.summaries()
+  print(f'measuring on {device.platform} ({device.device_kind}); '
+        f'{len(configs)} of {len(grid)} configuration(s) (shard '
+        f'{FLAGS.shard_index}/{FLAGS.num_shards}); results in {out}',
+        file=sys.stderr)
+  single = len(grid) == 1
+  summaries = []
+  for i, cfg in enumerate(configs):
+    config_id = cfg.config_id(positions)
+    name = '' if single else f'-{config_id}'
+    if config_id in done:
+      _progress(f'[{i + 1}/{len(configs)}] {config_id} already finished; skipped')
+      summary = done[config_id]
+      if not (out / f'summary{name}.json').exists():  # killed before writing it
+        _write_outputs(out, summary, name, tau)
+    else:
+      _progress(f'[{i + 1}/{len(configs)}] {cfg.module} {cfg.preset} '
+                f'x{cfg.scale:g} {cfg.dtype} (config {config_id})')
+      points, summary = measure_one(cfg, positions, tau, device)
+      log.append(points + [summary])
+      _write_outputs(out, summary, name, tau)
+      if summary['status'] == 'ok':
+        print_table(summary, tau)
     summaries.append(summary)
-    print_table(summary, tau)
-    name = '' if len(configs) == 1 else f'-{config_id}'
-    results.write_json(out / f'summary{name}.json', summary)
-    plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
-  if len(configs) > 1:
+  if not single:
     results.write_json(out / 'summary.json', {'kind': 'grid', 'summaries': summaries})
-  print(f'\nwrote {out}/results.jsonl, summary.json and plot(s)')
+  failed = sum(s.get('status') == 'failed' for s in summaries)
+  print(f'\nwrote {out}/results.jsonl, summary.json and plot(s)'
+        + (f'; {failed} configuration(s) failed (see their summaries)' if failed else ''))
 
 
 if __name__ == '__main__':

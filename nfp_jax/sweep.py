@@ -26,7 +26,7 @@ class SweepResult:
   summary: dict  # "kind": "summary"
 
 
-def _error_text(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
   text = f'{type(error).__name__}: {error}'
   return text if len(text) < 2000 else text[:2000] + ' ...'
 
@@ -58,7 +58,7 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
     except Exception as e:  # pylint: disable=broad-except
       if n == positions[0]:
         raise
-      failed[n] = _error_text(e)
+      failed[n] = error_text(e)
       progress(f'N={n}: failed: {failed[n][:200]}')
   setup_s = time.perf_counter() - start
 

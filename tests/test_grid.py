@@ -1,0 +1,99 @@
+"""Grids from list-valued flags, deterministic sharding, and kill-and-resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from absl import flags
+import pytest
+
+from experiments import sweep  # pylint: disable=unused-import  (defines the flags)
+from experiments import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+
+
+@pytest.fixture
+def parse_flags():
+  def parse(*args):
+    FLAGS.unparse_flags()
+    FLAGS(['sweep'] + list(args))
+  yield parse
+  FLAGS.unparse_flags()
+
+
+def test_list_flags_form_a_grid(parse_flags):
+  parse_flags('--module', 'dense,moe', '--model', 'tiny,olmoe-1b-7b',
+              '--dtype', 'bfloat16,float32')
+  configs = common.block_configs('cpu')
+  assert len(configs) == 8
+  assert {(c.module, c.preset, c.dtype) for c in configs} == {
+      (m, p, d) for m in ('dense', 'moe') for p in ('tiny', 'olmoe-1b-7b')
+      for d in ('bfloat16', 'float32')}
+  assert len({c.config_id([1, 2]) for c in configs}) == 8
+
+
+def test_dense_ignores_moe_axes_without_duplicates(parse_flags):
+  parse_flags('--module', 'dense', '--model', 'tiny', '--impl', 'gather,ragged')
+  # The implementation is part of the config even if dense does not use it.
+  assert len(common.block_configs('cpu')) == 2
+
+
+@pytest.mark.parametrize('num_shards', [1, 2, 3, 5])
+def test_every_configuration_in_exactly_one_shard(parse_flags, num_shards):
+  args = ['--module', 'dense,moe,attention', '--model', 'tiny',
+          '--kv_len', '8,16', '--dtype', 'float32,bfloat16']
+  parse_flags(*args)
+  grid = [c.config_id([1]) for c in common.block_configs('cpu')]
+  seen = []
+  for index in range(num_shards):
+    parse_flags(*args, '--shard_index', str(index), '--num_shards', str(num_shards))
+    seen += [c.config_id([1]) for c in common.shard(common.block_configs('cpu'))]
+  assert sorted(seen) == sorted(grid) and len(set(seen)) == len(grid)
+
+
+def test_bad_shard(parse_flags):
+  parse_flags('--shard_index', '2', '--num_shards', '2')
+  with pytest.raises(common.UsageError, match='shard_index'):
+    common.shard([1, 2])
+
+
+def test_sigkill_then_resume(tmp_path):
+  out = tmp_path / 'grid'
+  env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / 'cache'))
+  args = [sys.executable, '-m', 'experiments.sweep', '--module',
+          'dense,moe,attention', '--model', 'tiny', '--positions', '1,2,4',
+          '--repeats', '40', '--kv_len', '64', '--out', str(out)]
+  proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  log = out / 'results.jsonl'
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    if log.exists() and '"summary"' in log.read_text():
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  summaries_before = log.read_text().count('"kind": "summary"')
+  assert 1 <= summaries_before < 3, 'the kill should land inside the grid'
+
+  done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr
+  assert done.stderr.count('already finished') == summaries_before
+  lines = log.read_text().splitlines()
+  records = [json.loads(line) for line in lines]  # no torn line
+  summaries = [r['config_id'] for r in records if r['kind'] == 'summary']
+  assert len(summaries) == 3 and len(set(summaries)) == 3
+  for config_id in summaries:
+    points = [r['positions'] for r in records
+              if r['kind'] == 'point' and r['config_id'] == config_id]
+    assert points == [1, 2, 4]
+  grid = json.loads((out / 'summary.json').read_text())
+  assert sorted(s['config_id'] for s in grid['summaries']) == sorted(summaries)
+  for config_id in summaries:
+    assert (out / f'summary-{config_id}.json').exists()

@@ -1,0 +1,51 @@
+"""The library sweep: a failure at one N becomes a failed point; the rest goes on."""
+
+import pytest
+
+from nfp_jax import config
+from nfp_jax import hardware
+from nfp_jax import measure
+from nfp_jax import sweep
+
+BALANCE = hardware.Balance(name='test', dtype='float32', peak_flops=1e11,
+                           bandwidth=1e10, source='test')
+
+
+def test_failed_point_is_recorded(monkeypatch):
+  real = measure.compile_forward
+
+  def flaky(fn, args, options=None):
+    if args[1].shape[0] == 2:
+      raise MemoryError('RESOURCE_EXHAUSTED: out of memory while allocating')
+    return real(fn, args, options)
+
+  monkeypatch.setattr(measure, 'compile_forward', flaky)
+  cfg = config.resolve('dense', 'tiny', dtype='float32')
+  result = sweep.run(cfg, [1, 2, 4], rounds=3, warmup=1, balance=BALANCE)
+  status = {p['positions']: p['status'] for p in result.points}
+  assert status == {1: 'ok', 2: 'failed', 4: 'ok'}
+  failed = [p for p in result.points if p['status'] == 'failed'][0]
+  assert 'RESOURCE_EXHAUSTED' in failed['error']
+  assert result.summary['positions'] == [1, 4]
+  assert result.summary['failed_positions'] == [2]
+
+
+def test_failure_at_one_position_raises(monkeypatch):
+  def broken(fn, args, options=None):
+    raise RuntimeError('cannot compile')
+  monkeypatch.setattr(measure, 'compile_forward', broken)
+  cfg = config.resolve('dense', 'tiny', dtype='float32')
+  with pytest.raises(RuntimeError):
+    sweep.run(cfg, [1, 2], rounds=3, balance=BALANCE)
+
+
+def test_summary_fields_on_a_real_run():
+  cfg = config.resolve('attention', 'tiny', dtype='float32', kv_len=16)
+  result = sweep.run(cfg, [1, 2, 3], rounds=4, warmup=1, balance=BALANCE)
+  s = result.summary
+  assert s['ratio'][0] == 1.0 and len(s['ratio_ci']) == 3
+  assert set(s['nfp']) == {'0.05', '0.1', '0.2'}
+  assert all(s['nfp_range'][k][0] <= s['nfp'][k] <= s['nfp_range'][k][1]
+             for k in s['nfp'])
+  assert s['timed_s'] > 0 and s['wall_s'] >= s['timed_s']
+  assert all(len(p['samples_s']) == 4 for p in result.points)
