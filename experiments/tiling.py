@@ -68,14 +68,14 @@ def print_module(module: dict, sm_spec) -> None:
     print(' '.join(f'{_cell(v):>{w}}' for v, (_, w) in zip(values, _COLUMNS)))
 
 
-def _modules_from_dump(path: str) -> list:
+def _modules_from_dump(path: str, target: str | None) -> list:
   try:
     read = hlo.read_dump(path)
   except (hlo.HloParseError, OSError) as e:
     raise common.UsageError(str(e)) from None
   return [dict(name=m.name, file=m.file, positions=m.positions,
-               target=m.platform, tiling_source='as dumped', placeholder=None,
-               kernel_records=m.kernels) for m in read]
+               target=target or m.platform, tiling_source='as dumped',
+               placeholder=None, kernel_records=m.kernels) for m in read]
 
 
 def _modules_from_blocks(positions: list) -> list:
@@ -110,8 +110,9 @@ def main(argv):
   if len(argv) > 1:
     raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
   if FLAGS.hlo:
-    modules = _modules_from_dump(FLAGS.hlo)
-    spec = hardware.SPECS.get(FLAGS.target) if FLAGS['target'].present else None
+    target = FLAGS.target if FLAGS['target'].present else None
+    modules = _modules_from_dump(FLAGS.hlo, target)
+    spec = hardware.SPECS.get(target) if target else None
   else:
     modules = _modules_from_blocks(common.parse_positions(FLAGS.positions))
     spec = hardware.SPECS.get(FLAGS.target)
