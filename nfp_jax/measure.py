@@ -107,4 +107,4 @@ def ratio_ci(samples: np.ndarray, base: np.ndarray, level: float = 0.95,
   boot = np.median(samples[idx], axis=1) / np.median(base[idx], axis=1)
   alpha = (1 - level) / 2
   lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-  return ratio, float(lo), float(hi)
+  return ratio, min(float(lo), ratio), max(float(hi), ratio)
