@@ -126,14 +126,17 @@ def print_table(comp: dict, tau: float) -> None:
         cells.append('failed')
     print(f'{n:>6} ' + ''.join(f'{c:>24}' for c in cells))
   taus = list(next(iter(ok.values()))['nfp']) if ok else []
-  print(f"{'framework':<14} {'T(1) ms':>9} " + ''.join(
-      f'{"NFP(" + k + ")":>10}' for k in taus) + f" {'N_idle(' + key + ')':>12}")
+  nfp_heads = ''.join(f'{"NFP(" + k + ")":>10}' for k in taus)
+  print(f"{'framework':<14} {'T(1) ms':>9} {nfp_heads} {'N_idle(' + key + ')':>12}"
+        f" {'T1/roofline':>12} {'load':>5}")
   for name, fw in comp['frameworks'].items():
     if fw['status'] != 'ok':
       print(f"{name:<14} failed: {headline(fw['error'])[:300]}")
       continue
-    print(f"{name:<14} {fw['t1_s'] * 1e3:>9.3f} " + ''.join(
-        f"{fw['nfp'][k]:>10}" for k in taus) + f" {fw['n_idle'][key]:>12}")
+    nfps = ''.join(f"{fw['nfp'][k]:>10}" for k in taus)
+    load = (fw.get('load_average') or [float('nan')])[0]
+    print(f"{name:<14} {fw['t1_s'] * 1e3:>9.3f} {nfps} {fw['n_idle'][key]:>12}"
+          f" {fw['t1_roofline_fraction']:>12.2f} {load:>5.1f}")
   for name, fw in ok.items():
     first, last = str(fw['positions'][0]), str(fw['positions'][-1])
     print(f"{name} kernels: N={first}: {_kernel_text(fw['kernels'][first])}; "

@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from typing import Callable, Sequence
 
@@ -161,6 +162,7 @@ def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
   failed point. Either way the comparison goes on with the other frameworks.
   """
   start = time.perf_counter()
+  load_before = os.getloadavg()[0]
   config_id = framework_config_id(cfg, positions, framework)
   head = dict(config_id=config_id, framework=framework)
   summary = dict(kind='summary', **head, module=cfg.module, preset=cfg.preset,
@@ -194,6 +196,10 @@ def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
       setup_s={str(n): s for n, s in prepared.setup_s.items()},
       kernels={str(n): k for n, k in prepared.kernels.items()},
       framework_provenance=prepared.provenance,
+      # The 1-minute load average before and after: on a shared machine,
+      # threads of other processes stretch T(N) (PyTorch's OpenMP barriers
+      # more than XLA's work-stealing pool).
+      load_average=[load_before, os.getloadavg()[0]],
       wall_s=time.perf_counter() - start)
   return points, summary
 
@@ -211,7 +217,8 @@ def comparison(summaries: Sequence[dict]) -> dict:
           't1_s', 'nfp', 'n_idle', 'nfp_bracket', 'nfp_range',
           'n_idle_overprediction', 't1_roofline_fraction', 'positions',
           'failed_positions', 't_median_s', 'ratio', 'ratio_ci', 'verdicts',
-          'setup_s', 'kernels', 'framework_provenance')})
+          'setup_s', 'kernels', 'framework_provenance')},
+                   load_average=s.get('load_average'))
     frameworks[s['framework']] = entry
   return dict(kind='compare', module=first['module'], preset=first['preset'],
               config=first['config'], positions=first['swept_positions'],
@@ -225,8 +232,11 @@ def overlay_plot(compare: dict, path, tau_key: str = '0.1') -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   fig, (ax_ratio, ax_time) = plt.subplots(1, 2, figsize=(11, 4.5))
   colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  failed = [name for name, fw in compare['frameworks'].items()
+            if fw['status'] != 'ok']
   for i, (name, fw) in enumerate(compare['frameworks'].items()):
     if fw['status'] != 'ok':
       continue
@@ -253,6 +263,12 @@ def overlay_plot(compare: dict, path, tau_key: str = '0.1') -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='upper left')
   ax_time.set_yscale('log')
+  for axis in (ax_time.yaxis.set_major_formatter, ax_time.yaxis.set_minor_formatter):
+    axis(matplotlib.ticker.FormatStrFormatter('%g'))
+  if failed:
+    ax_ratio.annotate(f'failed (see compare.json): {", ".join(failed)}',
+                      xy=(0.98, 0.03), xycoords='axes fraction', ha='right',
+                      color='red', fontsize=8)
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
