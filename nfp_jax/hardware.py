@@ -136,6 +136,11 @@ class Balance:
   bandwidth: float  # bytes/s
   source: str  # 'spec' or 'microbenchmark'
   call_floor_s: float = 0.0  # trivial compiled call, dispatch + launch
+  kernel_overhead_s: float = 0.0  # each further kernel (thunk) of a call
+  # Buffers of at least fresh_threshold_bytes are new memory on every call
+  # (page-faulted on first touch) and are written at fault_bandwidth.
+  fault_bandwidth: float | None = None
+  fresh_threshold_bytes: int | None = None
   sm_count: int | None = None
   l2_bytes: int | None = None
   details: dict = dataclasses.field(default_factory=dict)
@@ -176,23 +181,40 @@ def _device_put(x, device):
   return jax.device_put(x, device) if device is not None else x
 
 
+_MIB = 2**20
+_FRESH_SIZES_MIB = (8, 16, 24, 32, 48, 64)
+
+
+def _chain_of_dots(count: int):
+  def chain(x, w):
+    for _ in range(count):
+      x = jnp.tanh(x @ w)
+    return x
+  return chain
+
+
 def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   """Microbenchmarks the local device for one compute dtype.
 
+  All on fixed shapes, never those of a block under study:
   peak: best of square matmuls (1024, 2048) in `dtype`;
   bandwidth: best of reading a 256 MiB float32 array (row sums, and a GEMV over
     the same array viewed as 8192x8192), which stream every byte once and write
-    almost nothing (fresh large outputs measure page faults, not bandwidth);
-  call floor: a trivial compiled call (x + 1 on one element), dispatch included.
+    almost nothing;
+  call floor: a trivial compiled call (x + 1 on one element), dispatch included;
+  kernel overhead: the slope of a chain of 1 vs 33 tiny dependent matmuls;
+  fresh buffers: a broadcast into a new output of 8..64 MiB. From some size on
+    the allocator hands out new pages on every call (glibc: mmap at >= 32 MiB)
+    and the write runs at page-fault speed: the smallest such size is
+    fresh_threshold_bytes, the write speed above it fault_bandwidth.
   """
   device = device or jax.devices()[0]
-  details = {'matmul_flops': {}, 'read_bandwidth': {}}
+  details = {'matmul_flops': {}, 'read_bandwidth': {}, 'fresh_write': {}}
   for n in (1024, 2048):
     a = _device_put(jnp.ones((n, n), dtype), device)
     t = _median_time(lambda x, y: x @ y, (a, a), repeats)
     details['matmul_flops'][str(n)] = 2 * n**3 / t
-  big = _device_put(jnp.ones((8192, 8192), jnp.float32), device)
-    # 256 MiB
+  big = _device_put(jnp.ones((8192, 8192), jnp.float32), device)  # 256 MiB
   vec = _device_put(jnp.ones((8192,), jnp.float32), device)
   nbytes = big.size * 4
   details['read_bandwidth']['row_sum'] = nbytes / _median_time(
@@ -202,13 +224,29 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   del big
   one = _device_put(jnp.ones((1,), jnp.float32), device)
   floor = _median_time(lambda x: x + 1, (one,), 200)
+  tiny = _device_put(jnp.ones((8, 8), jnp.float32), device)
+  chain = [_median_time(_chain_of_dots(k), (tiny, tiny), 200) for k in (1, 33)]
+  kernel_overhead = max(0.0, (chain[1] - chain[0]) / 32)
+  for mib in _FRESH_SIZES_MIB:
+    n = mib * _MIB // 4
+    t = _median_time(lambda s, n=n: jnp.broadcast_to(s, (n,)) * 1.0, (one,),
+                     repeats + 4)
+    details['fresh_write'][str(mib)] = mib * _MIB / t
+  small = details['fresh_write'][str(_FRESH_SIZES_MIB[0])]
+  slow = [m for m in _FRESH_SIZES_MIB if details['fresh_write'][str(m)] < small / 8]
   details['device_kind'] = device.device_kind
   details['platform'] = device.platform
+  details['machine'] = machine_key(device)
   details['measured_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-  return Balance(name=f'local-{device.platform}', dtype=dtype,
-                 peak_flops=max(details['matmul_flops'].values()),
-                 bandwidth=max(details['read_bandwidth'].values()),
-                 source='microbenchmark', call_floor_s=floor, details=details)
+  return Balance(
+      name=f'local-{device.platform}', dtype=dtype,
+      peak_flops=max(details['matmul_flops'].values()),
+      bandwidth=max(details['read_bandwidth'].values()),
+      source='microbenchmark', call_floor_s=floor,
+      kernel_overhead_s=kernel_overhead,
+      fault_bandwidth=(min(details['fresh_write'][str(m)] for m in slow)
+                       if slow else None),
+      fresh_threshold_bytes=slow[0] * _MIB if slow else None, details=details)
 
 
 def machine_key(device=None) -> str:
@@ -226,10 +264,13 @@ def machine_key(device=None) -> str:
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 
 
+_CACHE_VERSION = 2  # bump when measure_local measures something new
+
+
 def local_balance(dtype: str, cache_file: str | None = None, device=None,
                   refresh: bool = False) -> Balance:
   """The measured balance of the local device, cached per machine and dtype."""
-  key = f'{machine_key(device)}|{dtype}'
+  key = f'{machine_key(device)}|{dtype}|v{_CACHE_VERSION}'
   cache = {}
   path = pathlib.Path(cache_file) if cache_file else None
   if path and path.exists():
