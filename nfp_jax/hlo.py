@@ -952,8 +952,11 @@ def read_module(text: str, positions: int | None = None, *, file=None,
     # Some kernels lose their metadata (XLA:CPU dots): name them by the ops
     # inside or by the weights they read.
     if source_op is None:
+      # A split-K GEMM may lose its metadata while its reduce keeps it.
+      users = [_scope(u.op_name) for u in caller.users.get(inst.name, [])
+               if _is_dot_op(u.op_name)]
       weights = _weight_scopes(caller, inst, dependent)
-      source_op = next((s for s in inner_ops + weights if s), None)
+      source_op = next((s for s in inner_ops + users + weights if s), None)
     source_ops = tuple(dict.fromkeys(
         s for s in [source_op] + inner_ops if s))
     fields = dict(name=inst.name, source_op=source_op, kind=kind,
