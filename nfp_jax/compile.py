@@ -41,6 +41,7 @@ from nfp_jax import blocks
 from nfp_jax import config as config_lib
 from nfp_jax import hardware
 from nfp_jax import hlo
+from nfp_jax import measure
 
 LOCAL_TARGETS = ('cpu', 'gpu')
 
@@ -83,6 +84,7 @@ class CompiledHlo:
   compile_s: float
   device_kind: str
   cost: dict  # compiled.cost_analysis(): flops, bytes accessed
+  memory: dict  # compiled.memory_analysis(): argument, output, temp bytes
 
   def kernels(self) -> list:
     """The kernel records of this module (hlo.Kernel)."""
@@ -232,18 +234,14 @@ def compile_function(fn, abstract_args, positions: int, target: str,
     done = time.perf_counter()
     dumped = hlo.dump_files(folder)
     thunk_text, gemv = (dumped[-1][1], dumped[-1][2]) if dumped else (None, {})
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-      cost = cost[0] if cost else {}
-    cost = {k: float(v) for k, v in (cost or {}).items()
-            if k in ('flops', 'bytes accessed', 'transcendentals')}
     return CompiledHlo(
         positions=positions, target=target, tiling_source=tiling.source,
         placeholder=tiling.placeholder, hlo_text=compiled.as_text(),
         thunk_text=thunk_text, gemv_function_names=gemv,
         compiler_options=recorded, xla_flags=tiling.xla_flags,
         lower_s=lowered_at - start, compile_s=done - lowered_at,
-        device_kind=sharding.mesh.devices.flat[0].device_kind, cost=cost)
+        device_kind=sharding.mesh.devices.flat[0].device_kind,
+        cost=measure.cost_dict(compiled), memory=measure.memory_dict(compiled))
 
 
 def _in_process(cfg, positions_list, target, tiling, dump_dir,

@@ -23,7 +23,7 @@ class CompiledForward:
   memory: dict  # memory_analysis(): buffer sizes in bytes
 
 
-def _cost_dict(compiled) -> dict:
+def cost_dict(compiled) -> dict:
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # older JAX returned one dict per device
     cost = cost[0] if cost else {}
@@ -35,7 +35,7 @@ def _cost_dict(compiled) -> dict:
   return keep
 
 
-def _memory_dict(compiled) -> dict:
+def memory_dict(compiled) -> dict:
   memory = compiled.memory_analysis()
   if memory is None:
     return {}
@@ -54,7 +54,7 @@ def compile_forward(fn: Callable, args, compiler_options: dict | None = None
   compiled = lowered.compile(compiler_options or None)
   done = time.perf_counter()
   return CompiledForward(compiled, lowered_at - start, done - lowered_at,
-                         _cost_dict(compiled), _memory_dict(compiled))
+                         cost_dict(compiled), memory_dict(compiled))
 
 
 def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,

@@ -6,8 +6,18 @@ This module reads kernel costs and hardware numbers, never a clock.
    compute left idle is peak * bytes(1)/BW - flops(1); extra positions are taken
    as free until their FLOPs fill it:
      N_idle = max N with flops(N) <= (1 + tau) * peak * bytes(1) / BW.
+2. Resource slack: T_res(N) = sum_k max(bytes_k(N)/BW, flops_k(N)/peak) over the
+   block's ideal kernels (costs.py), with the bytes that grow with N counted.
+3. The principle: T_pred(N) = sum over the kernels XLA compiled at that N, each
+   priced from its own kind and tile grid (GPU: padding to the tile along
+   positions, weight panels re-read per position-tile when they exceed L2,
+   waves on the SMs; CPU: the GEMM kind's rates from the granularity probe),
+   plus the fixed costs of a call (call floor, per-kernel overhead) and of fresh
+   buffers (page faults). Every rate comes from the spec table or from separate
+   microbenchmarks; nothing is fitted to the curve being predicted.
 """
 
+import dataclasses
 from typing import Callable, Iterable
 
 from nfp_jax import boundary
@@ -52,3 +62,249 @@ def t1_roofline_fraction(cfg, balance, t1_s: float) -> float:
   flat curve may then be near-free only because N=1 is inefficient.
   """
   return costs.total_bytes(cfg, 1) / balance.bandwidth / t1_s
+
+
+# ----------------------------------------------------------------------------
+# 2. Resource slack: the exact roofline of the block's ideal kernels.
+
+def resource_time(cfg, positions: int, balance) -> float:
+  """T_res(N) = sum over kernels of max(bytes_k(N)/BW, flops_k(N)/peak)."""
+  return sum(kc.count * max(kc.bytes / balance.bandwidth,
+                            kc.flops / balance.peak_flops)
+             for kc in costs.kernels(cfg, positions))
+
+
+# ----------------------------------------------------------------------------
+# 3. The principle: resource slack + kernel granularity, per compiled kernel.
+
+MECHANISMS = ('resource', 'tile_boundary', 'waves', 'kernel_switch', 'overhead')
+GEMM_KINDS = ('triton_gemm', 'cublas', 'cpu_ynn', 'cpu_dot', 'cpu_gemv')
+
+_ELEMENT_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2,
+                  'bf16': 2, 's32': 4, 'u32': 4, 'f32': 4, 's64': 8, 'u64': 8,
+                  'f64': 8, 'c64': 8, 'c128': 16}
+_HLO_DTYPE = {'f32': 'float32', 'bf16': 'bfloat16', 'f16': 'float16'}
+
+
+def shape_bytes(shape) -> int:
+  """Bytes of an HLO shape (a tuple of shapes sums); 0 for None or tokens."""
+  if shape is None:
+    return 0
+  if isinstance(shape, (tuple, list)):
+    return sum(shape_bytes(s) for s in shape)
+  size = 1
+  for d in shape.dims:
+    size *= d
+  return size * _ELEMENT_BYTES.get(shape.dtype, 1 if shape.dtype.startswith('f8') else 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTime:
+  """One compiled kernel at one N, priced. Times in seconds."""
+  name: str
+  source_op: str | None
+  kind: str
+  bytes: float  # moved to or from memory
+  flops: float  # as computed, padded to tiles where tiles are known
+  t_memory: float
+  t_compute: float
+  t_s: float  # max(t_memory, t_compute)
+  position_tiles: int | None = None  # ceil(M / tile along positions)
+  waves: int | None = None
+  tiling: tuple = ()  # (tile along positions, along features, split-K) if known
+
+
+def _dot_sizes(kernel) -> tuple:
+  """(rows M along positions, features F, contraction K per split, batch,
+  splits) of a GEMM kernel, from its output and its dot's dimension numbers."""
+  out = kernel.output_shape
+  if isinstance(out, (tuple, list)):
+    out = out[0]
+  dims = list(out.dims)
+  rows = dims[kernel.positions_dim] if kernel.positions_dim is not None else 1
+  features = dims[kernel.features_dim] if kernel.features_dim is not None else 1
+  splits = dims[kernel.split_k_dim] if kernel.split_k_dim is not None else 1
+  numbers = kernel.dot_dimension_numbers or {}
+  contraction = 1
+  for d in numbers.get('lhs_contracting_dims', ()):
+    contraction *= kernel.dot_lhs.dims[d]
+  batch = 1
+  for i, d in enumerate(dims):
+    if i not in (kernel.positions_dim, kernel.features_dim, kernel.split_k_dim):
+      batch *= d
+  return rows, features, contraction, batch, splits
+
+
+def _weight_bytes(kernel) -> int:
+  """Bytes of the GEMM operand that does not carry the positions (the weights)."""
+  side = kernel.dot_rhs if kernel.positions_operand != 'rhs' else kernel.dot_lhs
+  return shape_bytes(side)
+
+
+def kernel_bytes(kernel) -> int:
+  """Bytes a kernel moves: operands read and output written.
+
+  GEMMs and reductions read their operands whole. Other fusions (elementwise,
+  gathers, slices, transposes) read at most as much of an operand as they
+  write, so a gather of a few experts out of all of them counts the experts
+  gathered, not the whole weight array.
+  """
+  out = shape_bytes(kernel.output_shape)
+  whole = kernel.kind in GEMM_KINDS or kernel.kind == 'gpu_gemv_reduce' or (
+      kernel.fusion_kind in ('kInput', 'kReduction'))
+  read = sum(shape_bytes(s) if whole else min(shape_bytes(s), out)
+             for s in kernel.operand_shapes)
+  return read + out
+
+
+def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
+  """A kernel on a GPU spec: roofline per kernel, with the tile grid and waves
+  for Triton GEMMs (padding to tiles, weight panels re-read per position-tile
+  when they do not fit in L2, waves on the SMs)."""
+  moved = kernel_bytes(kernel)
+  if kernel.kind not in GEMM_KINDS:
+    t_mem = moved / balance.bandwidth
+    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, 0.0,
+                      t_mem, 0.0, t_mem)
+  rows, features, contraction, batch, splits = _dot_sizes(kernel)
+  flops = 2.0 * rows * features * contraction * batch * splits
+  if kernel.kind != 'triton_gemm' or not kernel.tile_positions:
+    t_mem, t_comp = moved / balance.bandwidth, flops / balance.peak_flops
+    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
+                      t_mem, t_comp, max(t_mem, t_comp))
+  tile_m, tile_n = kernel.tile_positions, kernel.tile_features or features
+  m_tiles = -(-rows // tile_m)
+  n_tiles = -(-features // tile_n)
+  blocks = kernel.grid_blocks or m_tiles * n_tiles * splits * batch
+  sms = balance.sm_count or 1
+  per_sm = 1
+  if kernel.threads_per_block and gpu:
+    per_sm = max(1, gpu['threads_per_core_limit'] // kernel.threads_per_block)
+    if kernel.shared_memory_bytes:
+      per_sm = max(1, min(per_sm, gpu['shared_memory_per_core']
+                          // kernel.shared_memory_bytes))
+  waves = -(-blocks // (sms * per_sm))
+  block_flops = 2.0 * tile_m * tile_n * contraction  # contraction per split
+  t_comp = waves * per_sm * block_flops / (balance.peak_flops / sms)
+  weights = _weight_bytes(kernel)
+  reread = m_tiles if balance.l2_bytes and weights > balance.l2_bytes else 1
+  moved += weights * (reread - 1)
+  t_mem = moved / balance.bandwidth
+  padded = 2.0 * m_tiles * tile_m * n_tiles * tile_n * contraction * batch * splits
+  return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, padded,
+                    t_mem, t_comp, max(t_mem, t_comp), m_tiles, waves,
+                    (tile_m, tile_n, splits))
+
+
+def probe_rates(probe: dict | None, kind: str, dtype: str) -> dict | None:
+  """The probe's figures for a CPU kernel kind and dtype (any dtype if missing)."""
+  by_dtype = ((probe or {}).get('kinds') or {}).get(kind) or {}
+  return by_dtype.get(dtype) or next(iter(by_dtype.values()), None)
+
+
+def _period(rates: dict | None) -> int | None:
+  periods = [p for p in (rates or {}).get('tile_periods', []) if p]
+  return max(set(periods), key=periods.count) if periods else None
+
+
+def price_cpu(kernel, balance, probe: dict | None) -> KernelTime:
+  """A kernel on XLA:CPU. GEMMs are priced with the rates the granularity probe
+  measured for their kernel kind (GEMV, YNNPACK, Eigen dot) on its own
+  reference shapes: bytes over the kind's streaming bandwidth, FLOPs (padded to
+  the kind's row-tile period, if the probe found one) over its FLOP rate.
+  Other kernels stream their bytes at the measured bandwidth."""
+  moved = kernel_bytes(kernel)
+  if kernel.kind not in GEMM_KINDS:
+    t_mem = moved / balance.bandwidth
+    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, 0.0,
+                      t_mem, 0.0, t_mem)
+  rows, features, contraction, batch, splits = _dot_sizes(kernel)
+  dtype = _HLO_DTYPE.get(kernel.dot_rhs.dtype if kernel.dot_rhs else 'f32', 'float32')
+  rates = probe_rates(probe, kernel.kind, dtype)
+  bandwidth = rates['bandwidth_bytes_per_s'] if rates else balance.bandwidth
+  flop_rate = rates['flop_rate'] if rates else balance.peak_flops
+  period = _period(rates)
+  padded_rows = -(-rows // period) * period if period else rows
+  flops = 2.0 * padded_rows * features * contraction * batch * splits
+  t_mem, t_comp = moved / bandwidth, flops / flop_rate
+  return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
+                    t_mem, t_comp, max(t_mem, t_comp),
+                    -(-rows // period) if period else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+  """T_pred at one N: the kernels, and the fixed costs of a call."""
+  positions: int
+  kernels: tuple  # KernelTime
+  floor_s: float  # call floor + per-kernel overheads
+  alloc_s: float  # fresh (page-faulted) buffers
+  t_s: float
+
+
+def fresh_buffer_time(memory: dict | None, balance) -> float:
+  """Time to fault in the call's temp and output buffers when the allocator
+  gives them fresh pages (at or above the measured threshold)."""
+  if not memory or not balance.fault_bandwidth or not balance.fresh_threshold_bytes:
+    return 0.0
+  sizes = (memory.get('temp_size_in_bytes', 0), memory.get('output_size_in_bytes', 0))
+  return sum(s for s in sizes if s >= balance.fresh_threshold_bytes) / (
+      balance.fault_bandwidth)
+
+
+def price_module(kernels, positions: int, balance, *, platform: str,
+                 probe: dict | None = None, gpu: dict | None = None,
+                 memory: dict | None = None, calls: int = 1) -> CurvePoint:
+  """T_pred of one compiled forward: its kernels plus the fixed costs."""
+  if platform == 'cpu':
+    priced = tuple(price_cpu(k, balance, probe) for k in kernels)
+  else:
+    priced = tuple(price_gpu(k, balance, gpu) for k in kernels)
+  floor = calls * balance.call_floor_s + len(priced) * balance.kernel_overhead_s
+  alloc = fresh_buffer_time(memory, balance)
+  return CurvePoint(positions, priced, floor, alloc,
+                    floor + alloc + sum(k.t_s for k in priced))
+
+
+def _by_source(point: CurvePoint) -> dict:
+  groups = {}
+  for k in point.kernels:
+    groups.setdefault(k.source_op or 'other', []).append(k)
+  return groups
+
+
+def binding_mechanism(points: list, nfp: int, next_positions: int | None
+                      ) -> str | None:
+  """What ends the near-free range of a predicted curve.
+
+  overhead: fixed costs (call floor, per-kernel overheads, fresh buffers) are at
+    least half of T_pred(1), so growth is absorbed by them;
+  otherwise the source op whose time grows most from NFP to the next swept N
+  decides: its kernels changed kind or tiling (kernel_switch: another kernel, a
+  new tile, split-K on or off), its wave count grew (waves), its count of
+  position-tiles grew (tile_boundary), or none of these: the same kernels did
+  more work or moved more bytes (resource). None when the curve never crosses.
+  """
+  if next_positions is None:
+    return None
+  by_n = {p.positions: p for p in points}
+  first = points[0]
+  if (first.floor_s + first.alloc_s) >= 0.5 * first.t_s:
+    return 'overhead'
+  before, after = _by_source(by_n[nfp]), _by_source(by_n[next_positions])
+  growth = {op: sum(k.t_s for k in after[op]) - sum(k.t_s for k in before.get(op, ()))
+            for op in after}
+  if by_n[next_positions].alloc_s - by_n[nfp].alloc_s > max(growth.values(), default=0):
+    return 'resource'
+  if not growth:
+    return 'resource'
+  op = max(growth, key=growth.get)
+  old, new = before.get(op, ()), after[op]
+  if sorted((k.kind, k.tiling) for k in old) != sorted((k.kind, k.tiling) for k in new):
+    return 'kernel_switch'
+  if max((k.waves or 0) for k in new) > max((k.waves or 0) for k in old):
+    return 'waves'
+  if max((k.position_tiles or 0) for k in new) > max(
+      (k.position_tiles or 0) for k in old):
+    return 'tile_boundary'
+  return 'resource'

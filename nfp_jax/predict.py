@@ -1,0 +1,150 @@
+"""Predict T(N) and NFP of a block on a target from its compiled kernels.
+
+The data flow: compile the block at every N for the target (compile.py, no
+device needed for spec-table GPUs), read each kernel's kind and tiles (hlo.py),
+price them (principle.py) with the target's balance (spec table, or the local
+microbenchmarks and granularity probe), and find the predicted boundary.
+A whole model is composed: one decoder layer compiled and counted n_layers
+times, plus the model without layers (embedding, final norm, LM head).
+"""
+
+import dataclasses
+from typing import Callable, Sequence
+
+from nfp_jax import boundary
+from nfp_jax import compile as compile_lib
+from nfp_jax import hardware
+from nfp_jax import principle
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+  """A predicted curve with its boundaries and where every input came from."""
+  positions: list
+  t_pred_s: list
+  t_resource_s: list
+  nfp_predicted: dict  # tau key -> N
+  nfp_resource: dict
+  n_idle: dict
+  binding_mechanism: dict  # tau key -> mechanism or None (no crossing)
+  target: str
+  tiling_source: str
+  placeholder: bool
+  hardware: dict
+  probe: dict | None  # provenance of the granularity probe used (CPU)
+  composition: str  # 'compiled' or 'layer x n_layers + head'
+  points: list  # per N: kernels priced, fixed costs
+  compile_s: float
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def target_balance(target: str, dtype: str, local_balance=None) -> hardware.Balance:
+  """The balance of a target: the spec table, or the local measured balance.
+
+  On NVIDIA GPUs XLA runs float32 matmuls in TF32 by default (JAX's default
+  matmul precision), so a float32 block is priced at the TF32 peak there.
+  """
+  if target in hardware.SPECS:
+    spec = hardware.SPECS[target]
+    key = 'tf32' if dtype == 'float32' and 'tf32' in spec.peak_flops else dtype
+    balance = hardware.spec_balance(target, key)
+    return dataclasses.replace(balance, dtype=dtype,
+                               details=dict(balance.details, peak_dtype=key))
+  if local_balance is None:
+    raise ValueError(f'Target {target!r} needs the local measured balance.')
+  return local_balance
+
+
+def _compile_points(cfg, positions, target, tiling, progress):
+  compiled = compile_lib.compile_hlo_many(cfg, positions, target, tiling)
+  for c in compiled:
+    progress(f'{cfg.module} N={c.positions}: compiled for {target} in '
+             f'{c.compile_s:.2f} s')
+  return compiled
+
+
+def _price(compiled, balance, platform, probe, gpu, calls=1):
+  return principle.price_module(compiled.kernels(), compiled.positions, balance,
+                                platform=platform, probe=probe, gpu=gpu,
+                                memory=getattr(compiled, 'memory', None),
+                                calls=calls)
+
+
+def _scaled(point: principle.CurvePoint, count: int) -> tuple:
+  return tuple(dataclasses.replace(k, bytes=k.bytes * count, flops=k.flops * count,
+                                   t_memory=k.t_memory * count,
+                                   t_compute=k.t_compute * count, t_s=k.t_s * count)
+               for k in point.kernels)
+
+
+def _composed(head, layer, head_compiled, layer_compiled, n_layers, balance):
+  """head + n_layers x layer; one call floor; temps as the larger of the two."""
+  kernels = head.kernels + _scaled(layer, n_layers)
+  floor = head.floor_s + n_layers * (layer.floor_s - balance.call_floor_s)
+  memories = [getattr(c, 'memory', None) or {} for c in (head_compiled, layer_compiled)]
+  memory = dict(temp_size_in_bytes=max(m.get('temp_size_in_bytes', 0) for m in memories),
+                output_size_in_bytes=memories[0].get('output_size_in_bytes', 0))
+  alloc = principle.fresh_buffer_time(memory, balance)
+  return principle.CurvePoint(head.positions, kernels, floor, alloc,
+                              floor + alloc + sum(k.t_s for k in kernels))
+
+
+def predict(cfg, positions: Sequence[int], *, target: str = 'cpu',
+            tiling: str = 'xla-default', balance=None, probe: dict | None = None,
+            taus: Sequence[float] = boundary.TAUS,
+            progress: Callable[[str], None] = lambda _: None) -> Prediction:
+  """Predicts T(N) at every N of `positions` (which starts at 1).
+
+  Args:
+    cfg: the block.
+    positions: the swept N.
+    target: 'cpu' (the local backend, with `balance` measured here and the
+      granularity `probe`), or a spec-table GPU compiled deviceless.
+    tiling: the tiling source (compile.py) for GPU targets.
+    balance: the local measured balance (required for target 'cpu').
+    probe: the granularity probe of this machine (CPU), or None.
+    taus: tolerances.
+    progress: called with a line per compiled N.
+  """
+  balance = target_balance(target, cfg.dtype, balance)
+  platform = 'cpu' if target == 'cpu' else 'gpu'
+  gpu = hardware.SPECS[target].gpu if target in hardware.SPECS else None
+  if cfg.module == 'model':
+    layer_cfg = dataclasses.replace(cfg, module='layer')
+    head_cfg = dataclasses.replace(cfg, n_layers=0)
+    layers = _compile_points(layer_cfg, positions, target, tiling, progress)
+    heads = _compile_points(head_cfg, positions, target, tiling, progress)
+    points = [_composed(_price(h, balance, platform, probe, gpu),
+                        _price(l, balance, platform, probe, gpu), h, l,
+                        cfg.n_layers, balance) for h, l in zip(heads, layers)]
+    compiled = layers + heads
+    composition = f'layer x {cfg.n_layers} + head'
+  else:
+    compiled = _compile_points(cfg, positions, target, tiling, progress)
+    points = [_price(c, balance, platform, probe, gpu) for c in compiled]
+    composition = 'compiled'
+  t_pred = [p.t_s for p in points]
+  t_res = [principle.resource_time(cfg, n, balance) for n in positions]
+  nfp_pred, nfp_res, mechanism = {}, {}, {}
+  for tau in taus:
+    key = boundary.tau_key(tau)
+    pred = boundary.find(positions, [t / t_pred[0] for t in t_pred], tau=tau)
+    nfp_pred[key] = pred.nfp
+    mechanism[key] = principle.binding_mechanism(points, pred.nfp, pred.bracket[1])
+    nfp_res[key] = boundary.find(positions, [t / t_res[0] for t in t_res],
+                                 tau=tau).nfp
+  probe_info = None
+  if probe and platform == 'cpu':
+    probe_info = {k: probe.get(k) for k in ('machine_key', 'measured_at', 'version',
+                                            'jax', 'rounds')}
+  return Prediction(
+      positions=list(positions), t_pred_s=t_pred, t_resource_s=t_res,
+      nfp_predicted=nfp_pred, nfp_resource=nfp_res,
+      n_idle=principle.idle_compute(cfg, balance, taus),
+      binding_mechanism=mechanism, target=target,
+      tiling_source=compiled[0].tiling_source, placeholder=compiled[0].placeholder,
+      hardware=balance.to_dict(), probe=probe_info, composition=composition,
+      points=[dataclasses.asdict(p) for p in points],
+      compile_s=sum(c.compile_s + c.lower_s for c in compiled))
