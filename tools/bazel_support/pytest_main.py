@@ -16,6 +16,12 @@ import sys
 def main(argv: list[str]) -> int:
   # The runfiles tree is read-only for the test: no .pyc or .pytest_cache.
   sys.dont_write_bytecode = True
+  # Bazel leaves HOME unset and the real one read-only (sandbox): give the test
+  # a private, writable home (~/.cache, matplotlib's config) unless
+  # --test_env=HOME passes one.
+  if 'HOME' not in os.environ and 'TEST_TMPDIR' in os.environ:
+    os.environ['HOME'] = os.path.join(os.environ['TEST_TMPDIR'], 'home')
+    os.makedirs(os.environ['HOME'], exist_ok=True)
   import pytest  # pylint: disable=g-import-not-at-top
 
   args = ['-q', '-p', 'no:cacheprovider', '--rootdir', os.getcwd()]
