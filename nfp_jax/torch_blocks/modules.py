@@ -124,14 +124,16 @@ class MoEFFN(torch.nn.Module):
     slot_expert = torch.where(valid, order, ids[0, 0])
     hit = (ids[:, :, None] == slot_expert[None, None, :]) & valid
     combine = torch.where(hit, weights[:, :, None], 0.0).sum(dim=1)
-    gate, up, down = (w[slot_expert].to(self.dtype)
-                      for w in (self.gate, self.up, self.down))
-    d, f = gate.shape[1], gate.shape[2]
-    side_by_side = lambda w: w.permute(1, 0, 2).reshape(d, slots * f)
+    # Slots side by side, gathered straight into that layout (one copy of the
+    # active weights, as XLA's gather fusion): [d, S, f] -> [d, S*f].
+    d, f = self.gate.shape[1], self.gate.shape[2]
+    side_by_side = lambda w: w.permute(1, 0, 2)[:, slot_expert].to(
+        self.dtype).reshape(d, slots * f)
     x = x.to(self.dtype)
-    g = x @ side_by_side(gate)
-    u = x @ side_by_side(up)
+    g = x @ side_by_side(self.gate)
+    u = x @ side_by_side(self.up)
     h = (F.silu(g) * u).reshape(n, slots, f) * combine[:, :, None].to(self.dtype)
+    down = self.down[slot_expert].to(self.dtype)
     return h.reshape(n, slots * f) @ down.reshape(slots * f, d)
 
   def _ragged(self, x, ids, weights):
