@@ -184,8 +184,10 @@ def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
       per_sm = max(1, min(per_sm, gpu['shared_memory_per_core']
                           // kernel.shared_memory_bytes))
   waves = -(-blocks // (sms * per_sm))
+  # Each SM works through its share of blocks at its share of the peak
+  # (co-resident blocks share it): time is quantized by ceil(blocks / SMs).
   block_flops = 2.0 * tile_m * tile_n * contraction  # contraction per split
-  t_comp = waves * per_sm * block_flops / (balance.peak_flops / sms)
+  t_comp = -(-blocks // sms) * block_flops / (balance.peak_flops / sms)
   weights = _weight_bytes(kernel)
   reread = m_tiles if balance.l2_bytes and weights > balance.l2_bytes else 1
   moved += weights * (reread - 1)

@@ -1,0 +1,101 @@
+r"""Predict T(N) and the near-free boundary of a block on a target, no GPU needed.
+
+  python -m experiments.predict --module dense --model llama3-8b --target h100
+  python -m experiments.predict --module model --model llama3-8b --target a100 \
+      --tiling cost-model --out results/llama3-a100.json
+  python -m experiments.predict --module moe --target cpu   # this machine
+
+NVIDIA targets compile deviceless (the gpu-aot extra) and are priced with the
+spec table; `--target cpu` prices the local XLA:CPU kernels with the measured
+balance and the granularity probe (each run once per machine, then cached).
+Prints T_pred(N), the idle-compute, resource-only and principle boundaries and
+the mechanism that binds; --out writes JSON (and a PNG beside it).
+"""
+
+import pathlib
+import sys
+
+from absl import flags
+import jax
+
+from experiments import common
+from nfp_jax import compile as compile_lib
+from nfp_jax import hardware
+from nfp_jax import predict
+from nfp_jax import probe as probe_lib
+from nfp_jax import results
+
+FLAGS = flags.FLAGS
+common.define_block_flags('dense')
+flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
+                    'Comma list of N, increasing; 1 is added if missing.')
+flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless NVIDIA '
+                    f'target: {", ".join(compile_lib.gpu_targets())}.')
+flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
+                    'cost-model (default), autotune-file:PATH, override:<config>.')
+flags.DEFINE_string('out', None, 'Write the prediction as JSON to this file.')
+
+
+def _progress(message: str) -> None:
+  print(f'  {message}', file=sys.stderr, flush=True)
+
+
+def local_inputs(dtype: str):
+  """The local balance and granularity probe, measured once per machine."""
+  device = jax.devices()[0]
+  balance = hardware.local_balance(dtype, common.balance_cache(), device)
+  probe = probe_lib.local_probe(common.probe_cache(), device=device,
+                                progress=_progress)
+  return balance, probe
+
+
+def print_prediction(cfg, p: dict) -> None:
+  hw = p['hardware']
+  print(f"\n{cfg.module} {cfg.preset} x{cfg.scale:g} {cfg.dtype} on {p['target']} "
+        f"({hw['name']}, tiling {p['tiling_source']}"
+        f"{', PLACEHOLDER tiles' if p['placeholder'] else ''}; {p['composition']})")
+  print(f"{'N':>6} {'T_pred us':>11} {'R_pred':>8} {'T_res us':>10} {'R_res':>7}")
+  for n, t, r in zip(p['positions'], p['t_pred_s'], p['t_resource_s']):
+    print(f"{n:>6} {t * 1e6:>11.1f} {t / p['t_pred_s'][0]:>8.3f} {r * 1e6:>10.1f} "
+          f"{r / p['t_resource_s'][0]:>7.3f}")
+  for k in p['nfp_predicted']:
+    print(f"tau {k}: NFP_pred = {p['nfp_predicted'][k]} "
+          f"({p['binding_mechanism'][k] or 'no crossing'}), NFP_resource = "
+          f"{p['nfp_resource'][k]}, N_idle = {p['n_idle'][k]}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  positions = common.parse_positions(FLAGS.positions)
+  target = FLAGS.target
+  if target != 'cpu' and target not in compile_lib.gpu_targets():
+    raise common.UsageError(f'Unknown --target {target!r}; choose cpu or one of '
+                            f'{", ".join(compile_lib.gpu_targets())}.')
+  configs = common.block_configs('cpu' if target == 'cpu' else 'gpu')
+  if len(configs) != 1:
+    raise common.UsageError(f'experiments.predict takes one configuration; the '
+                            f'flags give {len(configs)}.')
+  cfg = configs[0]
+  out = pathlib.Path(FLAGS.out) if FLAGS.out else None
+  if out:
+    common.output_folder(str(out.parent), 'predict')
+  balance, probe = local_inputs(cfg.dtype) if target == 'cpu' else (None, None)
+  tiling = FLAGS.tiling or ('xla-default' if target == 'cpu' else 'cost-model')
+  try:
+    prediction = predict.predict(cfg, positions, target=target, tiling=tiling,
+                                 balance=balance, probe=probe, progress=_progress)
+  except (compile_lib.CompileError, KeyError) as e:
+    raise common.UsageError(str(e).strip('"\'')) from None
+  p = dict(prediction.to_dict(), config=cfg.to_dict(), config_id=cfg.config_id(
+      positions), provenance=results.provenance(seed=cfg.seed, target=target))
+  print_prediction(cfg, p)
+  if out:
+    results.write_json(out, p)
+    print(f'\nwrote {out}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  jax.config.update('jax_platforms', 'cpu')
+  jax.config.parse_flags_with_absl()
+  common.run(main)
