@@ -19,12 +19,17 @@ import jax
 from experiments import common
 from nfp_jax import hardware
 from nfp_jax import plots
+from nfp_jax import predict
+from nfp_jax import probe as probe_lib
 from nfp_jax import results
 from nfp_jax import sweep
 
 FLAGS = flags.FLAGS
 common.define_block_flags()
 common.define_sweep_flags()
+flags.DEFINE_bool('predict', True, 'Also predict T(N) with the principle on the '
+                  'local backend (XLA:CPU needs the granularity probe, run once '
+                  'per machine and cached) and mark it on the plot.')
 
 
 def _progress(message: str) -> None:
@@ -57,12 +62,38 @@ def print_table(summary: dict, tau: float) -> None:
         f"({summary['bytes_one'] / 1e6:.1f} MB at {hw['bandwidth'] / 1e9:.1f} GB/s)"
         f"; balance {hw['peak_flops'] / 1e9:.0f} GFLOP/s / "
         f"{hw['bandwidth'] / 1e9:.1f} GB/s = {hw['ridge']:.1f} FLOP/B")
+  if summary.get('nfp_predicted'):
+    print('predicted (principle): ' + ', '.join(
+        f"NFP({k}) = {summary['nfp_predicted'][k]} "
+        f"({summary['binding_mechanism'][k] or 'no crossing'})"
+        for k in summary['nfp_predicted']) + '; resource-only: ' + ', '.join(
+            f"{k}: {v}" for k, v in summary['nfp_resource'].items()))
+  elif summary.get('prediction_error'):
+    print(f"prediction failed: {summary['prediction_error'][:200]}")
 
 
 def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
   results.write_json(out / f'summary{name}.json', summary)
   if summary.get('status', 'ok') == 'ok':
     plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
+
+
+def predicted(cfg, positions, balance, device) -> dict:
+  """The principle's prediction of this sweep, for its summary; never fatal."""
+  try:
+    probe = None
+    if device.platform == 'cpu':
+      probe = probe_lib.local_probe(common.probe_cache(), device=device,
+                                    progress=_progress)
+    p = predict.predict(cfg, positions, target=device.platform, balance=balance,
+                        probe=probe)
+  except Exception as e:  # pylint: disable=broad-except
+    return dict(prediction_error=sweep.error_text(e))
+  return dict(t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
+              binding_mechanism=p.binding_mechanism, nfp_resource=p.nfp_resource,
+              t_resource_s=p.t_resource_s,
+              prediction=dict(target=p.target, tiling_source=p.tiling_source,
+                              probe=p.probe, composition=p.composition))
 
 
 def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
@@ -74,6 +105,8 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
                        balance=balance, taus=common.taus(tau), device=device,
                        progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
+    if FLAGS.predict:
+      summary.update(predicted(cfg, summary['positions'], balance, device))
   except Exception as e:  # pylint: disable=broad-except
     _progress(f'failed: {sweep.error_text(e)[:300]}')
     points = []

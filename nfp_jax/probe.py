@@ -38,9 +38,9 @@ from nfp_jax import measure
 # weights, beyond the caches) and one that stays in cache (4 MiB).
 REFERENCE_SHAPES = ((4096, 4096), (1024, 1024))
 FINE_POSITIONS = tuple(range(1, 65))
-COARSE_POSITIONS = (80, 96, 112, 128, 160, 192, 224, 256)
+COARSE_POSITIONS = (80, 96, 128, 192, 256)
 DEFAULT_POSITIONS = FINE_POSITIONS + COARSE_POSITIONS
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _kind(text: str, positions: int, gemv_function_names: dict) -> tuple:
 
 
 def sweep_reference(dtype: str, contraction: int, features: int,
-                    positions=DEFAULT_POSITIONS, rounds: int = 9, warmup: int = 2,
+                    positions=DEFAULT_POSITIONS, rounds: int = 7, warmup: int = 2,
                     seed: int = 0, device=None) -> ReferenceCurve:
   """Compiles and times the reference GEMM at every N, interleaved by round."""
   device = device or jax.devices()[0]
@@ -218,7 +218,7 @@ def summarize(references: list) -> dict:
 
 
 def run(dtypes=('float32',), shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
-        rounds: int = 9, device=None, progress=lambda _: None) -> dict:
+        rounds: int = 7, device=None, progress=lambda _: None) -> dict:
   """Runs the probe on the local device and returns its JSON-ready result."""
   device = device or jax.devices()[0]
   references = []
@@ -238,7 +238,7 @@ def run(dtypes=('float32',), shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITION
 
 def local_probe(cache_file: str | None = None, dtypes=('float32',),
                 shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
-                rounds: int = 9, refresh: bool = False, device=None,
+                rounds: int = 7, refresh: bool = False, device=None,
                 progress=lambda _: None) -> dict:
   """The probe of this machine, from the cache when it holds this very probe."""
   device = device or jax.devices()[0]
