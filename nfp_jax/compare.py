@@ -56,16 +56,6 @@ def framework_config_id(cfg, positions: Sequence[int], framework: str) -> str:
   return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def error_text(error: BaseException) -> str:
-  """An error as one text, its root cause first: torch.compile wraps the error
-  of the op it could not trace in a long explanation."""
-  chain = [error]
-  while chain[-1].__cause__ is not None and len(chain) < 8:
-    chain.append(chain[-1].__cause__)
-  text = ' <- '.join(f'{type(e).__name__}: {e}'.strip() for e in reversed(chain))
-  return text if len(text) < 2000 else text[:2000] + ' ...'
-
-
 def xla_kernels(hlo_text: str, positions: int) -> list:
   """The kernels of an optimized HLO module: each dot kernel's source op and
   kind (cpu_gemv at N=1, cpu_ynn for YNNPACK fusions, ...), then the count of
@@ -95,7 +85,7 @@ def _each_position(positions: Sequence[int], prepare_one, progress) -> Prepared:
     except Exception as e:  # pylint: disable=broad-except
       if n == positions[0]:
         raise
-      failed[n] = error_text(e)
+      failed[n] = sweep.error_text(e)
       progress(f'N={n}: failed: {failed[n][:200]}')
       continue
     progress(f'N={n}: ready in {setup_s[n]:.2f} s')
@@ -116,7 +106,7 @@ def prepare_jax(cfg, positions: Sequence[int], *, device=None,
     try:
       kernels = xla_kernels(forward.executable.as_text(), n)
     except hlo.HloParseError as e:
-      kernels = [dict(op='unreadable HLO', kind=error_text(e), calls=0)]
+      kernels = [dict(op='unreadable HLO', kind=sweep.error_text(e), calls=0)]
     return (lambda: jax.block_until_ready(forward.executable(*args)),
             forward.compile_s, kernels)
 
@@ -172,7 +162,7 @@ def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
     prepared = prepare(framework, cfg, positions, device=device,
                        progress=progress)
   except Exception as e:  # pylint: disable=broad-except
-    return [], dict(summary, status='failed', error=error_text(e),
+    return [], dict(summary, status='failed', error=sweep.error_text(e),
                     wall_s=time.perf_counter() - start)
   curve = sweep.curve(cfg, prepared.calls, balance=balance, rounds=rounds,
                       warmup=warmup, taus=taus, progress=progress)

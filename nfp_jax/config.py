@@ -111,8 +111,11 @@ def resolve(module: str, preset: str = 'tiny', *, scale: float = 1.0,
                 n_layers=p.n_layers, vocab=p.vocab, n_experts=p.n_experts,
                 top_k=p.top_k, n_shared_experts=p.n_shared_experts)
   if scale != 1.0:
-    for name in ('d_model', 'd_ff', 'n_heads', 'n_kv_heads', 'vocab'):
+    for name in ('d_model', 'd_ff', 'vocab'):
       shapes[name] = _scaled(shapes[name], scale, name)
+    # Head counts shrink to at least one head (head_dim is kept).
+    for name in ('n_heads', 'n_kv_heads'):
+      shapes[name] = max(1, int(math.floor(shapes[name] * scale)))
     # Keep the GQA group size an integer.
     while shapes['n_heads'] % shapes['n_kv_heads']:
       shapes['n_kv_heads'] -= 1

@@ -27,7 +27,12 @@ class SweepResult:
 
 
 def error_text(error: BaseException) -> str:
-  text = f'{type(error).__name__}: {error}'
+  """An error as one text, its root cause first: torch.compile wraps the error
+  of the op it could not trace in a long explanation."""
+  chain = [error]
+  while chain[-1].__cause__ is not None and len(chain) < 8:
+    chain.append(chain[-1].__cause__)
+  text = ' <- '.join(f'{type(e).__name__}: {e}'.strip() for e in reversed(chain))
   return text if len(text) < 2000 else text[:2000] + ' ...'
 
 
@@ -62,29 +67,15 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
       progress(f'N={n}: failed: {failed[n][:200]}')
   setup_s = time.perf_counter() - start
 
-  def call(exe, args):
-    return lambda: jax.block_until_ready(exe(*args))
-
-  step = max(1, rounds // 5)
-  samples = measure.time_interleaved(
-      {n: call(fwd.executable, args) for n, (fwd, args) in compiled.items()},
-      rounds=rounds, warmup=warmup, seed=cfg.seed,
-      on_round=lambda r: (r + 1) % step == 0 and progress(
-          f'timed round {r + 1}/{rounds}'))
-  timed_s = float(sum(s.sum() for s in samples.values()))
-
-  ok = [n for n in positions if n in compiled]
-  base = samples[positions[0]]
-  stats = {n: measure.ratio_ci(samples[n], base, seed=cfg.seed) for n in ok}
-  ratio = [stats[n][0] for n in ok]
-  lo = [stats[n][1] for n in ok]
-  hi = [stats[n][2] for n in ok]
-  bounds = {boundary.tau_key(t): boundary.find(ok, ratio, lo, hi, t) for t in taus}
-  t_median = [float(np.median(samples[n])) for n in ok]
-  n_idle = principle.idle_compute(cfg, balance, taus)
-
+  curve_fields = curve(
+      cfg, {n: (lambda exe, a: lambda: jax.block_until_ready(exe(*a)))(
+          fwd.executable, args) for n, (fwd, args) in compiled.items()},
+      balance=balance, rounds=rounds, warmup=warmup, taus=taus,
+      progress=progress)
+  ok = curve_fields['positions']
+  samples = dict(zip(ok, curve_fields.pop('samples_s')))
   points = []
-  for i, n in enumerate(positions):
+  for n in positions:
     point = dict(kind='point', config_id=config_id, positions=n)
     if n in failed:
       points.append(dict(point, status='failed', error=failed[n]))
@@ -92,26 +83,18 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
     fwd, _ = compiled[n]
     j = ok.index(n)
     points.append(dict(
-        point, status='ok', samples_s=samples[n].tolist(), t_median_s=t_median[j],
-        ratio=ratio[j], ratio_ci=[lo[j], hi[j]],
-        verdict={k: b.verdicts[j] for k, b in bounds.items()},
+        point, status='ok', samples_s=samples[n],
+        t_median_s=curve_fields['t_median_s'][j],
+        ratio=curve_fields['ratio'][j], ratio_ci=curve_fields['ratio_ci'][j],
+        verdict={k: v[j] for k, v in curve_fields['verdicts'].items()},
         lower_s=fwd.lower_s, compile_s=fwd.compile_s, cost_analysis=fwd.cost,
         memory_analysis=fwd.memory, flops_analytic=costs.total_flops(cfg, n),
         bytes_analytic=costs.total_bytes(cfg, n)))
-  nfp = {k: b.nfp for k, b in bounds.items()}
   summary = dict(
       kind='summary', config_id=config_id, module=cfg.module, preset=cfg.preset,
-      config=cfg.to_dict(), positions=ok, failed_positions=sorted(failed),
-      t_median_s=t_median, ratio=ratio, ratio_ci=[[a, b] for a, b in zip(lo, hi)],
-      nfp=nfp, nfp_bracket={k: list(b.bracket) for k, b in bounds.items()},
-      nfp_range={k: [b.nfp_low, b.nfp_high] for k, b in bounds.items()},
-      verdicts={k: list(b.verdicts) for k, b in bounds.items()},
-      n_idle=n_idle,
-      n_idle_overprediction={k: n_idle[k] / nfp[k] for k in nfp},
-      t1_roofline_fraction=principle.t1_roofline_fraction(cfg, balance, t_median[0]),
-      bytes_one=costs.total_bytes(cfg, 1), flops_one=costs.total_flops(cfg, 1),
-      hardware=balance.to_dict(), rounds=rounds, warmup=warmup,
-      setup_s=setup_s, timed_s=timed_s, wall_s=time.perf_counter() - start)
+      config=cfg.to_dict(), failed_positions=sorted(failed), **curve_fields,
+      hardware=balance.to_dict(), setup_s=setup_s,
+      wall_s=time.perf_counter() - start)
   return SweepResult(points, summary)
 
 
