@@ -8,7 +8,6 @@ never the block under study, so nothing is fitted to a curve being predicted.
 
 import dataclasses
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -17,6 +16,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from nfp_jax import results
 
 _T = 1e12
 
@@ -271,21 +272,6 @@ def local_balance(dtype: str, cache_file: str | None = None, device=None,
                   refresh: bool = False) -> Balance:
   """The measured balance of the local device, cached per machine and dtype."""
   key = f'{machine_key(device)}|{dtype}|v{_CACHE_VERSION}'
-  cache = {}
-  path = pathlib.Path(cache_file) if cache_file else None
-  if path and path.exists():
-    try:
-      cache = json.loads(path.read_text())
-    except ValueError:
-      cache = {}
-  if key in cache and not refresh:
-    fields = {k: v for k, v in cache[key].items() if k != 'ridge'}
-    return Balance(**fields)
-  balance = measure_local(dtype, device)
-  if path:
-    cache[key] = balance.to_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f'.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(cache, indent=1))
-    os.replace(tmp, path)
-  return balance
+  fields = results.cached(cache_file, key,
+                          lambda: measure_local(dtype, device).to_dict(), refresh)
+  return Balance(**{k: v for k, v in fields.items() if k != 'ridge'})

@@ -198,32 +198,9 @@ def _jsonable(value):
 # ----------------------------------------------------------------------------
 # Text to structure.
 
-def _split_top(text: str, sep: str = ',') -> list:
-  """Splits on `sep` outside brackets, braces, parentheses and quotes."""
-  parts, depth, start, quote, i = [], 0, 0, False, 0
-  while i < len(text):
-    ch = text[i]
-    if quote:
-      if ch == '\\':
-        i += 1
-      elif ch == '"':
-        quote = False
-    elif ch == '"':
-      quote = True
-    elif ch in '([{':
-      depth += 1
-    elif ch in ')]}':
-      depth -= 1
-    elif ch == sep and depth == 0:
-      parts.append(text[start:i])
-      start = i + 1
-    i += 1
-  parts.append(text[start:])
-  return [p.strip() for p in parts if p.strip()]
-
-
-def _matching(text: str, start: int) -> int:
-  """Index just after the bracket that closes the one at `start`."""
+def _outside_quotes(text: str, start: int = 0):
+  """Yields (index, character, bracket depth after it) for every character of
+  `text` from `start` that is not inside a quoted string."""
   depth, quote, i = 0, False, start
   while i < len(text):
     ch = text[i]
@@ -234,13 +211,28 @@ def _matching(text: str, start: int) -> int:
         quote = False
     elif ch == '"':
       quote = True
-    elif ch in '([{':
-      depth += 1
-    elif ch in ')]}':
-      depth -= 1
-      if depth == 0:
-        return i + 1
+    else:
+      depth += (ch in '([{') - (ch in ')]}')
+      yield i, ch, depth
     i += 1
+
+
+def _split_top(text: str, sep: str = ',') -> list:
+  """Splits on `sep` outside brackets, braces, parentheses and quotes."""
+  parts, start = [], 0
+  for i, ch, depth in _outside_quotes(text):
+    if ch == sep and depth == 0:
+      parts.append(text[start:i])
+      start = i + 1
+  parts.append(text[start:])
+  return [p.strip() for p in parts if p.strip()]
+
+
+def _matching(text: str, start: int) -> int:
+  """Index just after the bracket that closes the one at `start`."""
+  for i, ch, depth in _outside_quotes(text, start):
+    if ch in ')]}' and depth == 0:
+      return i + 1
   raise HloParseError('Unbalanced brackets in an HLO instruction.')
 
 

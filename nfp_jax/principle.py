@@ -157,15 +157,20 @@ def kernel_bytes(kernel) -> int:
   return read + out
 
 
-def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
-  """A kernel on a GPU spec: roofline per kernel, with the tile grid and waves
-  for Triton GEMMs (padding to tiles, weight panels re-read per position-tile
-  when they do not fit in L2, waves on the SMs)."""
+def price_streamed(kernel, balance) -> KernelTime:
+  """A kernel that is not a GEMM (elementwise, reduction, gather, softmax,
+  conversion): its bytes at the memory bandwidth."""
   moved = kernel_bytes(kernel)
-  if kernel.kind not in GEMM_KINDS:
-    t_mem = moved / balance.bandwidth
-    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, 0.0,
-                      t_mem, 0.0, t_mem)
+  t_mem = moved / balance.bandwidth
+  return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, 0.0,
+                    t_mem, 0.0, t_mem)
+
+
+def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
+  """A GEMM kernel on a GPU spec: roofline, with the tile grid and waves for
+  Triton GEMMs (padding to tiles, weight panels re-read per position-tile when
+  they do not fit in L2, waves on the SMs)."""
+  moved = kernel_bytes(kernel)
   rows, features, contraction, batch, splits = _dot_sizes(kernel)
   flops = 2.0 * rows * features * contraction * batch * splits
   if kernel.kind != 'triton_gemm' or not kernel.tile_positions:
@@ -210,16 +215,11 @@ def _period(rates: dict | None) -> int | None:
 
 
 def price_cpu(kernel, balance, probe: dict | None) -> KernelTime:
-  """A kernel on XLA:CPU. GEMMs are priced with the rates the granularity probe
-  measured for their kernel kind (GEMV, YNNPACK, Eigen dot) on its own
-  reference shapes: bytes over the kind's streaming bandwidth, FLOPs (padded to
-  the kind's row-tile period, if the probe found one) over its FLOP rate.
-  Other kernels stream their bytes at the measured bandwidth."""
+  """A GEMM kernel on XLA:CPU, priced with the rates the granularity probe
+  measured for its kind (GEMV, YNNPACK, Eigen dot) on the probe's own reference
+  shapes: bytes over the kind's streaming bandwidth, FLOPs (padded to the
+  kind's row-tile period, if the probe found one) over its FLOP rate."""
   moved = kernel_bytes(kernel)
-  if kernel.kind not in GEMM_KINDS:
-    t_mem = moved / balance.bandwidth
-    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, 0.0,
-                      t_mem, 0.0, t_mem)
   rows, features, contraction, batch, splits = _dot_sizes(kernel)
   dtype = _HLO_DTYPE.get(kernel.dot_rhs.dtype if kernel.dot_rhs else 'f32', 'float32')
   rates = probe_rates(probe, kernel.kind, dtype)
@@ -258,10 +258,13 @@ def price_module(kernels, positions: int, balance, *, platform: str,
                  probe: dict | None = None, gpu: dict | None = None,
                  memory: dict | None = None, calls: int = 1) -> CurvePoint:
   """T_pred of one compiled forward: its kernels plus the fixed costs."""
-  if platform == 'cpu':
-    priced = tuple(price_cpu(k, balance, probe) for k in kernels)
-  else:
-    priced = tuple(price_gpu(k, balance, gpu) for k in kernels)
+  def price(kernel):
+    if kernel.kind not in GEMM_KINDS:
+      return price_streamed(kernel, balance)
+    if platform == 'cpu':
+      return price_cpu(kernel, balance, probe)
+    return price_gpu(kernel, balance, gpu)
+  priced = tuple(price(k) for k in kernels)
   floor = calls * balance.call_floor_s + len(priced) * balance.kernel_overhead_s
   alloc = fresh_buffer_time(memory, balance)
   return CurvePoint(positions, priced, floor, alloc,

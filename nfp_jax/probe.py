@@ -21,7 +21,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import pathlib
 import tempfile
 
@@ -33,6 +32,7 @@ from nfp_jax import costs
 from nfp_jax import hardware
 from nfp_jax import hlo
 from nfp_jax import measure
+from nfp_jax import results
 
 # (contraction K, features F): one that streams from memory (64 MiB of float32
 # weights, beyond the caches) and one that stays in cache (4 MiB).
@@ -245,20 +245,5 @@ def local_probe(cache_file: str | None = None, dtypes=('float32',),
   key = json.dumps(dict(machine=hardware.machine_key(device), dtypes=list(dtypes),
                         shapes=[list(s) for s in shapes], positions=list(positions),
                         version=PROBE_VERSION), sort_keys=True)
-  path = pathlib.Path(cache_file) if cache_file else None
-  cache = {}
-  if path and path.exists():
-    try:
-      cache = json.loads(path.read_text())
-    except ValueError:
-      cache = {}
-  if key in cache and not refresh:
-    return cache[key]
-  result = run(dtypes, shapes, positions, rounds, device, progress)
-  if path:
-    cache[key] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f'.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(cache, indent=1))
-    os.replace(tmp, path)
-  return result
+  return results.cached(cache_file, key, lambda: run(
+      dtypes, shapes, positions, rounds, device, progress), refresh)

@@ -73,6 +73,26 @@ def write_json(path, obj) -> None:
   os.replace(tmp, path)
 
 
+def cached(cache_file, key: str, compute, refresh: bool = False) -> dict:
+  """compute() once per key: a JSON cache file of {key: result}, written
+  atomically (None: no cache). A file that is not JSON is measured over."""
+  path = pathlib.Path(cache_file) if cache_file else None
+  cache = {}
+  if path and path.exists():
+    try:
+      cache = json.loads(path.read_text())
+    except ValueError:
+      cache = {}
+  if key in cache and not refresh:
+    return cache[key]
+  result = to_jsonable(compute())
+  if path:
+    cache[key] = result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, cache)
+  return result
+
+
 def read_jsonl(path) -> list[dict]:
   """The parseable, newline-terminated records of a JSONL file."""
   records = []

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -13,8 +11,8 @@ pytest.importorskip('torch', reason='the torch extra is not installed')
 from experiments import compare as compare_cli
 from nfp_jax import compare
 from nfp_jax import config
+from tests import cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ['jax', 'torch', 'torch-compile']
 # A grid of two blocks: torch.compile runs gather and fails on ragged float32.
 ARGS = ['--module', 'moe', '--model', 'tiny', '--routing', 'uniform',
@@ -24,15 +22,12 @@ POSITIONS = [1, 2, 4]
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  cache = tmp_path_factory.mktemp('cache')
-  return dict(os.environ, XDG_CACHE_HOME=str(cache))
+def env(cli_env):
+  return cli_env
 
 
 def run_compare(args, env, timeout=600):
-  return subprocess.run([sys.executable, '-m', 'experiments.compare'] + args,
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+  return cli.run('experiments.compare', args, env, timeout)
 
 
 @pytest.fixture(scope='module')
@@ -165,7 +160,7 @@ def test_torch_not_installed(tmp_path, env):
   fake = tmp_path / 'no_torch' / 'torch'
   fake.mkdir(parents=True)
   (fake / '__init__.py').write_text("raise ImportError('No module named torch')\n")
-  env = dict(env, PYTHONPATH=os.pathsep.join([str(fake.parent), REPO]))
+  env = dict(env, PYTHONPATH=os.pathsep.join([str(fake.parent), cli.REPO]))
   proc = run_compare(['--model', 'tiny', '--frameworks', 'jax,torch',
                       '--out', str(tmp_path / 'out')], env, timeout=120)
   assert_one_sentence_exit_2(proc, "pip install -e '.[torch]'")

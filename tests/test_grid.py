@@ -1,7 +1,6 @@
 """Grids from list-valued flags, deterministic sharding, and kill-and-resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,8 @@ import pytest
 
 from experiments import sweep  # pylint: disable=unused-import  (defines the flags)
 from experiments import common
+from tests import cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 
 
@@ -62,13 +61,13 @@ def test_bad_shard(parse_flags):
     common.shard([1, 2])
 
 
-def test_sigkill_then_resume(tmp_path):
+def test_sigkill_then_resume(tmp_path, cli_env):
   out = tmp_path / 'grid'
-  env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / 'cache'))
+  env = cli_env
   args = [sys.executable, '-m', 'experiments.sweep', '--module',
           'dense,moe,attention', '--model', 'tiny', '--positions', '1,2,4',
-          '--repeats', '40', '--kv_len', '64', '--out', str(out)]
-  proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+          '--repeats', '40', '--kv_len', '64', '--nopredict', '--out', str(out)]
+  proc = subprocess.Popen(args, cwd=cli.REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   log = out / 'results.jsonl'
   deadline = time.time() + 300
@@ -81,7 +80,7 @@ def test_sigkill_then_resume(tmp_path):
   summaries_before = log.read_text().count('"kind": "summary"')
   assert 1 <= summaries_before < 3, 'the kill should land inside the grid'
 
-  done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+  done = subprocess.run(args, cwd=cli.REPO, env=env, capture_output=True, text=True,
                         timeout=600)
   assert done.returncode == 0, done.stderr
   assert done.stderr.count('already finished') == summaries_before

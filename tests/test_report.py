@@ -1,26 +1,18 @@
 """experiments.report merges result folders and refuses folders that are not."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(module, args, env):
-  return subprocess.run([sys.executable, '-m', module] + args, cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600)
+from tests.cli import run
 
 
 @pytest.fixture(scope='module')
-def shards(tmp_path_factory):
+def shards(tmp_path_factory, cli_env):
   root = tmp_path_factory.mktemp('shards')
-  env = dict(os.environ, XDG_CACHE_HOME=str(root / 'cache'))
+  env = cli_env
   grid = ['--module', 'dense,attention', '--model', 'tiny', '--positions', '1,2,4',
-          '--repeats', '3', '--kv_len', '8', '--num_shards', '2']
+          '--repeats', '3', '--kv_len', '8', '--num_shards', '2', '--nopredict']
   for index in (0, 1):
     proc = run('experiments.sweep', grid + ['--shard_index', str(index), '--out',
                                             str(root / f'shard{index}')], env)

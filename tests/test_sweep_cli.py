@@ -1,25 +1,19 @@
 """The sweep CLI on `tiny`: files, fields, bad inputs (exit 2, one sentence)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  cache = tmp_path_factory.mktemp('cache')
-  return dict(os.environ, XDG_CACHE_HOME=str(cache))
+from tests import cli
 
 
 def sweep(args, env, timeout=600):
-  return subprocess.run([sys.executable, '-m', 'experiments.sweep'] + args,
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+  return cli.run('experiments.sweep', args, env, timeout)
+
+
+@pytest.fixture(scope='module')
+def env(cli_env):
+  return cli_env
 
 
 @pytest.fixture(scope='module')
@@ -51,6 +45,10 @@ def test_files_and_fields(tiny_run):
   for key in ('jax', 'jaxlib', 'flax', 'backend', 'device', 'git_revision', 'seed'):
     assert key in summary['provenance']
   assert summary['config']['routing'] == 'uniform'
+  # The principle's prediction on the local backend rides along.
+  assert set(summary['nfp_predicted']) == {'0.05', '0.1', '0.2'}
+  assert len(summary['t_pred_s']) == 4 and summary['prediction']['target'] == 'cpu'
+  assert 'predicted (principle)' in proc.stdout
   assert (out / 'ratio.png').stat().st_size > 1000
   assert 'NFP(0.1)' in proc.stdout and 'N_idle(0.1)' in proc.stdout
 
