@@ -65,11 +65,10 @@ def _compile_points(cfg, positions, target, tiling, progress):
   return compiled
 
 
-def _price(compiled, balance, platform, probe, gpu, calls=1):
+def _price(compiled, balance, platform, probe, gpu):
   return principle.price_module(compiled.kernels(), compiled.positions, balance,
                                 platform=platform, probe=probe, gpu=gpu,
-                                memory=getattr(compiled, 'memory', None),
-                                calls=calls)
+                                memory=compiled.memory)
 
 
 def _scaled(point: principle.CurvePoint, count: int) -> tuple:
@@ -80,12 +79,14 @@ def _scaled(point: principle.CurvePoint, count: int) -> tuple:
 
 
 def _composed(head, layer, head_compiled, layer_compiled, n_layers, balance):
-  """head + n_layers x layer; one call floor; temps as the larger of the two."""
+  """head + n_layers x layer, with one call floor. The model's temps are one
+  block whose live set is about the larger of a layer's and the head's."""
   kernels = head.kernels + _scaled(layer, n_layers)
   floor = head.floor_s + n_layers * (layer.floor_s - balance.call_floor_s)
-  memories = [getattr(c, 'memory', None) or {} for c in (head_compiled, layer_compiled)]
-  memory = dict(temp_size_in_bytes=max(m.get('temp_size_in_bytes', 0) for m in memories),
-                output_size_in_bytes=memories[0].get('output_size_in_bytes', 0))
+  memory = dict(
+      temp_size_in_bytes=max(c.memory.get('temp_size_in_bytes', 0)
+                             for c in (head_compiled, layer_compiled)),
+      output_size_in_bytes=head_compiled.memory.get('output_size_in_bytes', 0))
   alloc = principle.fresh_buffer_time(memory, balance)
   return principle.CurvePoint(head.positions, kernels, floor, alloc,
                               floor + alloc + sum(k.t_s for k in kernels))

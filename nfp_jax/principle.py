@@ -11,14 +11,18 @@ This module reads kernel costs and hardware numbers, never a clock.
 3. The principle: T_pred(N) = sum over the kernels XLA compiled at that N, each
    priced from its own kind and tile grid (GPU: padding to the tile along
    positions, weight panels re-read per position-tile when they exceed L2,
-   waves on the SMs; CPU: the GEMM kind's rates from the granularity probe),
+   waves on the SMs; CPU: the GEMM kind's reference curve from the
+   granularity probe, at the kernel's rows, scaled to its size),
    plus the fixed costs of a call (call floor, per-kernel overhead) and of fresh
-   buffers (page faults). Every rate comes from the spec table or from separate
+   buffers (page faults, where the allocator maps large blocks anew). Every rate comes from the spec table or from separate
    microbenchmarks; nothing is fitted to the curve being predicted.
 """
 
 import dataclasses
+import math
 from typing import Callable, Iterable
+
+import numpy as np
 
 from nfp_jax import boundary
 from nfp_jax import costs
@@ -203,35 +207,56 @@ def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
                     (tile_m, tile_n, splits))
 
 
-def probe_rates(probe: dict | None, kind: str, dtype: str) -> dict | None:
-  """The probe's figures for a CPU kernel kind and dtype (any dtype if missing)."""
-  by_dtype = ((probe or {}).get('kinds') or {}).get(kind) or {}
-  return by_dtype.get(dtype) or next(iter(by_dtype.values()), None)
+def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
+                   contraction: int, features: int,
+                   call_floor_s: float = 0.0) -> float | None:
+  """Time of one [rows, K] x [K, F] GEMM of a CPU kernel kind, from the probe.
 
-
-def _period(rates: dict | None) -> int | None:
-  periods = [p for p in (rates or {}).get('tile_periods', []) if p]
-  return max(set(periods), key=periods.count) if periods else None
+  The probe timed plain GEMMs of this kind on fixed reference shapes at every
+  N; at a given N both the bytes and the FLOPs of a GEMM scale with K*F, so the
+  reference closest in shape (K and F on a log scale: square or thin, in cache
+  or streaming from memory) at the same N, less the call floor, scales by K*F
+  to this kernel.
+  Between swept N the time is interpolated, beyond them extrapolated along the
+  last two points; where the reference ran another kind at that N (the GEMV
+  at N=1), its nearest N of this kind is used. None if the probe never ran
+  this kind.
+  """
+  refs = [r for r in (probe or {}).get('references', []) if kind in r['kinds']]
+  refs = [r for r in refs if r['dtype'] == dtype] or refs
+  if not refs:
+    return None
+  ref = min(refs, key=lambda r: math.hypot(
+      math.log(r['contraction'] / max(contraction, 1)),
+      math.log(r['features'] / max(features, 1))))
+  points = [(n, t) for n, t, k in zip(ref['positions'], ref['t_median_s'],
+                                      ref['kinds']) if k == kind]
+  xs = [n for n, _ in points]
+  ys = [max(t - call_floor_s, 0.0) for _, t in points]
+  if rows <= xs[0] or len(xs) == 1:
+    t = ys[0]
+  elif rows >= xs[-1]:
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    t = ys[-1] + slope * (rows - xs[-1])
+  else:
+    t = float(np.interp(rows, xs, ys))
+  return t * contraction * features / (ref['contraction'] * ref['features'])
 
 
 def price_cpu(kernel, balance, probe: dict | None) -> KernelTime:
-  """A GEMM kernel on XLA:CPU, priced with the rates the granularity probe
-  measured for its kind (GEMV, YNNPACK, Eigen dot) on the probe's own reference
-  shapes: bytes over the kind's streaming bandwidth, FLOPs (padded to the
-  kind's row-tile period, if the probe found one) over its FLOP rate."""
+  """A GEMM kernel on XLA:CPU: `groups` GEMMs of its kind, each timed from the
+  granularity probe's reference curve of that kind at this kernel's rows
+  (reference_time). Without a probe of the kind: roofline on the balance."""
   moved = kernel_bytes(kernel)
   rows, features, contraction, batch, splits = _dot_sizes(kernel)
+  flops = 2.0 * rows * features * contraction * batch * splits
   dtype = _HLO_DTYPE.get(kernel.dot_rhs.dtype if kernel.dot_rhs else 'f32', 'float32')
-  rates = probe_rates(probe, kernel.kind, dtype)
-  bandwidth = rates['bandwidth_bytes_per_s'] if rates else balance.bandwidth
-  flop_rate = rates['flop_rate'] if rates else balance.peak_flops
-  period = _period(rates)
-  padded_rows = -(-rows // period) * period if period else rows
-  flops = 2.0 * padded_rows * features * contraction * batch * splits
-  t_mem, t_comp = moved / bandwidth, flops / flop_rate
+  t_mem, t_comp = moved / balance.bandwidth, flops / balance.peak_flops
+  t_ref = reference_time(probe, kernel.kind, dtype, rows, contraction, features,
+                         balance.call_floor_s)
+  t = max(t_mem, t_comp) if t_ref is None else t_ref * batch * splits
   return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
-                    t_mem, t_comp, max(t_mem, t_comp),
-                    -(-rows // period) if period else None)
+                    t_mem, t_comp, t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,8 +270,14 @@ class CurvePoint:
 
 
 def fresh_buffer_time(memory: dict | None, balance) -> float:
-  """Time to fault in the call's temp and output buffers when the allocator
-  gives them fresh pages (at or above the measured threshold)."""
+  """Time to fault in a call's temp and output buffers when the allocator hands
+  them out as new pages on every call (at or above the measured threshold, e.g.
+  glibc's mmap of blocks above 32 MiB), at the measured page-fault speed.
+
+  XLA:CPU allocates the temps of a call as one block (memory_analysis's
+  temp_size_in_bytes), so it is the sum of the temps that counts: three 15 MB
+  converted weights fault in as one 45 MB block.
+  """
   if not memory or not balance.fault_bandwidth or not balance.fresh_threshold_bytes:
     return 0.0
   sizes = (memory.get('temp_size_in_bytes', 0), memory.get('output_size_in_bytes', 0))
@@ -256,16 +287,16 @@ def fresh_buffer_time(memory: dict | None, balance) -> float:
 
 def price_module(kernels, positions: int, balance, *, platform: str,
                  probe: dict | None = None, gpu: dict | None = None,
-                 memory: dict | None = None, calls: int = 1) -> CurvePoint:
+                 memory: dict | None = None) -> CurvePoint:
   """T_pred of one compiled forward: its kernels plus the fixed costs."""
   def price(kernel):
-    if kernel.kind not in GEMM_KINDS:
+    if kernel.kind not in GEMM_KINDS or kernel.dot_dimension_numbers is None:
       return price_streamed(kernel, balance)
     if platform == 'cpu':
       return price_cpu(kernel, balance, probe)
     return price_gpu(kernel, balance, gpu)
   priced = tuple(price(k) for k in kernels)
-  floor = calls * balance.call_floor_s + len(priced) * balance.kernel_overhead_s
+  floor = balance.call_floor_s + len(priced) * balance.kernel_overhead_s
   alloc = fresh_buffer_time(memory, balance)
   return CurvePoint(positions, priced, floor, alloc,
                     floor + alloc + sum(k.t_s for k in priced))

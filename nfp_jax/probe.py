@@ -34,13 +34,15 @@ from nfp_jax import hlo
 from nfp_jax import measure
 from nfp_jax import results
 
-# (contraction K, features F): one that streams from memory (64 MiB of float32
-# weights, beyond the caches) and one that stays in cache (4 MiB).
-REFERENCE_SHAPES = ((4096, 4096), (1024, 1024))
+# (contraction K, features F): a square one that streams from memory (64 MiB of
+# float32 weights, beyond the caches), a square one that stays in cache (4 MiB),
+# and the two thin shapes of attention over a KV cache (scores: K = head_dim,
+# F = cache length; values: K = cache length, F = head_dim; 16 MiB each).
+REFERENCE_SHAPES = ((4096, 4096), (1024, 1024), (128, 32768), (32768, 128))
 FINE_POSITIONS = tuple(range(1, 65))
 COARSE_POSITIONS = (80, 96, 128, 192, 256)
 DEFAULT_POSITIONS = FINE_POSITIONS + COARSE_POSITIONS
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""Scoring the principle against measured NFP, beside two naive predictors.
+
+Per case: log2_error = log2(predicted / measured) of NFP at a tolerance, and
+idle_overprediction = N_idle / measured. The summary gives the share of cases
+within x1.5 (|log2 error| <= log2 1.5), the median |log2 error|, the median
+idle-compute over-prediction, and the same share and error for two naive
+predictors the principle must beat: `idle` (N_idle) and `smallest` (always the
+first swept N). External anchors (measured curves of another backend) are read
+here too.
+"""
+
+import csv
+import math
+import pathlib
+import statistics
+
+from nfp_jax import boundary
+
+WITHIN = math.log2(1.5)
+
+
+def log2_error(predicted: float, measured: float) -> float:
+  return math.log2(predicted / measured)
+
+
+def score(predicted: list, measured: list) -> dict:
+  """Share within x1.5 and median |log2 error| of paired NFP lists."""
+  errors = [abs(log2_error(p, m)) for p, m in zip(predicted, measured)]
+  return dict(share_within_1_5x=sum(e <= WITHIN + 1e-12 for e in errors) / len(errors),
+              median_abs_log2_error=statistics.median(errors), cases=len(errors))
+
+
+def summarize(cases: list, tau_key: str = '0.1') -> dict:
+  """The report's summary over case records (each with nfp_measured,
+  nfp_predicted, n_idle and positions, all maps from tau keys but positions)."""
+  measured = [c['nfp_measured'][tau_key] for c in cases]
+  predicted = [c['nfp_predicted'][tau_key] for c in cases]
+  idle = [c['n_idle'][tau_key] for c in cases]
+  smallest = [c['positions'][0] for c in cases]
+  principle = score(predicted, measured)
+  return dict(
+      tau=tau_key, **principle,
+      median_idle_overprediction=statistics.median(
+          i / m for i, m in zip(idle, measured)),
+      share_measured_above_2=sum(m > 2 for m in measured) / len(measured),
+      naive=dict(idle=score(idle, measured), smallest=score(smallest, measured)),
+      beats_naive=all(principle['share_within_1_5x'] > s['share_within_1_5x'] and
+                      principle['median_abs_log2_error'] < s['median_abs_log2_error']
+                      for s in (score(idle, measured), score(smallest, measured))))
+
+
+def case_record(name: str, measured_summary: dict, prediction, taus) -> dict:
+  """One case of the report from a measured sweep summary and a Prediction."""
+  keys = [boundary.tau_key(t) for t in taus]
+  nfp = measured_summary['nfp']
+  return dict(
+      name=name, config_id=measured_summary['config_id'],
+      config=measured_summary['config'], positions=measured_summary['positions'],
+      nfp_measured=nfp, nfp_bracket=measured_summary['nfp_bracket'],
+      nfp_range=measured_summary['nfp_range'],
+      nfp_predicted=prediction.nfp_predicted, nfp_resource=prediction.nfp_resource,
+      n_idle=measured_summary['n_idle'],
+      binding_mechanism=prediction.binding_mechanism,
+      log2_error={k: log2_error(prediction.nfp_predicted[k], nfp[k]) for k in keys},
+      idle_overprediction={k: measured_summary['n_idle'][k] / nfp[k] for k in keys},
+      t_median_s=measured_summary['t_median_s'], ratio=measured_summary['ratio'],
+      ratio_ci=measured_summary['ratio_ci'], t_pred_s=prediction.t_pred_s,
+      t1_roofline_fraction=measured_summary['t1_roofline_fraction'])
+
+
+def read_anchor(path) -> dict:
+  """A measured MLP curve in the format of shared/anchors/vidur: the TP=1 rows,
+  T(N) = mlp_up_proj + mlp_act + mlp_down_proj (medians, milliseconds), with
+  the shapes of the file. Raises ValueError if the file is not of that form."""
+  path = pathlib.Path(path)
+  with path.open(newline='') as f:
+    rows = [r for r in csv.DictReader(f)
+            if r.get('num_tensor_parallel_workers') == '1']
+  ops = ('mlp_up_proj', 'mlp_act', 'mlp_down_proj')
+  if not rows or any(f'time_stats.{op}.median' not in rows[0] for op in ops):
+    raise ValueError(f'{path} is not a vidur MLP profile (TP=1 rows with '
+                     'time_stats.mlp_*.median columns).')
+  rows.sort(key=lambda r: int(r['num_tokens']))
+  first = rows[0]
+  return dict(
+      file=str(path), positions=[int(r['num_tokens']) for r in rows],
+      t_s=[sum(float(r[f'time_stats.{op}.median']) for op in ops) / 1e3
+           for r in rows],
+      d_model=int(first['n_embd']), d_ff=int(first['n_expanded_embd']),
+      gated=first.get('use_gated_mlp', 'True') == 'True')
