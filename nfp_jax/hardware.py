@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nfp_jax import measure
 from nfp_jax import results
 
 _T = 1e12
@@ -212,7 +213,8 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
     fresh_threshold_bytes, the write speed above it fault_bandwidth.
   """
   device = device or jax.devices()[0]
-  details = {'matmul_flops': {}, 'read_bandwidth': {}, 'fresh_write': {}}
+  details = {'matmul_flops': {}, 'read_bandwidth': {}, 'fresh_write': {},
+             'allocator': measure.pin_allocator()}
   for n in (1024, 2048):
     a = _device_put(jnp.ones((n, n), dtype), device)
     t = _median_time(lambda x, y: x @ y, (a, a), repeats)
@@ -267,7 +269,7 @@ def machine_key(device=None) -> str:
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 
 
-_CACHE_VERSION = 4  # bump when measure_local measures something new
+_CACHE_VERSION = 5  # bump when measure_local measures something new
 
 
 def local_balance(dtype: str, cache_file: str | None = None, device=None,

@@ -4,6 +4,8 @@ every sample kept, medians and paired-bootstrap CIs of R(N) = T(N)/T(1).
 Only the forward is timed: weights, KV cache and inputs are made before.
 """
 
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import time
@@ -11,6 +13,37 @@ from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest dynamic mmap threshold
+_allocator_settings = None
+
+
+def pin_allocator() -> dict:
+  """Fixes glibc malloc's thresholds for the rest of the process.
+
+  glibc maps large blocks afresh (page faults on every first touch) above a
+  threshold that it raises as blocks are freed. Interleaving the executables
+  of many N, with temp buffers of many sizes, moves that threshold around, so
+  whether a call pays page faults would depend on which call ran before it.
+  Pinning the threshold at 32 MiB (where the dynamic one settles for a single
+  executable called over and over) and the trim threshold at twice that makes
+  every call of an executable allocate alike. Idempotent; returns the settings
+  (recorded in provenance), or {'allocator': 'not glibc'} where there is none.
+  """
+  global _allocator_settings
+  if _allocator_settings is None:
+    try:
+      libc = ctypes.CDLL(ctypes.util.find_library('c'))
+      ok = (libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+            and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD))
+    except (OSError, AttributeError, TypeError):
+      ok = False
+    _allocator_settings = (
+        {'allocator': 'glibc', 'mmap_threshold': _MMAP_THRESHOLD,
+         'trim_threshold': 2 * _MMAP_THRESHOLD} if ok else {'allocator': 'not glibc'})
+  return dict(_allocator_settings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +103,7 @@ def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
   Returns:
     key -> float64 array [rounds] of seconds.
   """
+  pin_allocator()
   keys = list(calls)
   for key in keys:
     for _ in range(warmup):

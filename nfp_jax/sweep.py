@@ -152,5 +152,5 @@ def curve(cfg, calls: dict, *, balance, rounds: int, warmup: int = 2,
       t1_roofline_fraction=principle.t1_roofline_fraction(cfg, balance,
                                                           t_median[0]),
       bytes_one=costs.total_bytes(cfg, 1), flops_one=costs.total_flops(cfg, 1),
-      rounds=rounds, warmup=warmup,
+      rounds=rounds, warmup=warmup, allocator=measure.pin_allocator(),
       timed_s=float(sum(s.sum() for s in samples.values())))

@@ -8,6 +8,7 @@ import pytest
 from nfp_jax import compile as compile_lib
 from nfp_jax import config
 from nfp_jax import hardware
+from tests.cli import requires_gpu_aot
 
 
 def dense(dtype='bfloat16'):
@@ -64,6 +65,7 @@ def test_bad_tiling_or_target_is_one_sentence(text, target):
   assert '\n' not in str(error.value)
 
 
+@requires_gpu_aot
 @pytest.mark.parametrize('target', compile_lib.gpu_targets())
 def test_deviceless_compile_per_target(target):
   compiled = compile_lib.compile_hlo(dense(), 16, target, 'xla-default')
@@ -76,6 +78,7 @@ def test_deviceless_compile_per_target(target):
   assert all(k.grid_blocks for k in compiled.kernels() if k.kind == 'triton_gemm')
 
 
+@requires_gpu_aot
 def test_cost_model_and_override_change_the_tiles():
   cfg = dense()
   default, cost = (compile_lib.compile_hlo_many(cfg, [1024], 'h100', tiling)[0]
@@ -93,6 +96,7 @@ def test_cost_model_and_override_change_the_tiles():
   assert override.compiler_options['xla_gpu_override_gemm_autotuner']
 
 
+@requires_gpu_aot
 def test_autotune_file_misses_are_errors_not_placeholders(tmp_path):
   autotune = tmp_path / 'autotune.pbtxt'
   autotune.write_text('version: 3\n')
@@ -101,6 +105,7 @@ def test_autotune_file_misses_are_errors_not_placeholders(tmp_path):
   assert 'autotune' in str(error.value)
 
 
+@requires_gpu_aot
 def test_cublas_through_an_extra_option():
   compiled = compile_lib.compile_hlo(dense(), 64, 'a100', 'xla-default',
                                      extra_options={

@@ -1,0 +1,221 @@
+"""The principle's predictor: pricing real HLO kernels, the binding mechanism,
+the probe's reference curves, composition, scoring, and the CLIs."""
+
+import dataclasses
+import json
+import math
+import pathlib
+
+import pytest
+
+from nfp_jax import config
+from nfp_jax import hardware
+from nfp_jax import hlo
+from nfp_jax import predict
+from nfp_jax import principle
+from nfp_jax import validation
+from tests import cli
+from tests.cli import requires_gpu_aot
+
+DATA = pathlib.Path(__file__).parent / 'data'
+H100 = hardware.spec_balance('h100', 'bfloat16')
+H100_GPU = hardware.SPECS['h100'].gpu
+CPU = hardware.Balance(name='test-cpu', dtype='float32', peak_flops=2e11,
+                       bandwidth=4e10, source='test', call_floor_s=5e-6,
+                       kernel_overhead_s=1e-6, fault_bandwidth=3e9,
+                       fresh_threshold_bytes=32 * 2**20)
+
+
+def fixture_kernels(name, positions):
+  return hlo.read_kernels((DATA / 'hlo' / name).read_text(), positions)
+
+
+def triton_gemm(name='h100_dense_n16_cost.txt', positions=16):
+  return next(k for k in fixture_kernels(name, positions)
+              if k.kind == 'triton_gemm' and k.tile_positions)
+
+
+def test_triton_gemm_is_priced_from_its_tile_grid():
+  kernel = triton_gemm()
+  priced = principle.price_gpu(kernel, H100, H100_GPU)
+  rows, features, contraction, batch, splits = principle._dot_sizes(kernel)  # pylint: disable=protected-access
+  assert rows == 16
+  exact = 2.0 * rows * features * contraction * batch * splits
+  assert priced.flops >= exact
+  assert priced.position_tiles == math.ceil(rows / kernel.tile_positions)
+  assert priced.t_s == max(priced.t_memory, priced.t_compute)
+  assert priced.t_memory == pytest.approx(priced.bytes / H100.bandwidth)
+  assert priced.tiling == (kernel.tile_positions, kernel.tile_features, splits)
+
+
+def test_padding_steps_at_the_tile_boundary():
+  kernel = triton_gemm()
+  tile = kernel.tile_positions
+  out = kernel.output_shape
+  def with_rows(rows):
+    dims = list(out.dims)
+    dims[kernel.positions_dim] = rows
+    k = dataclasses.replace(kernel, output_shape=dataclasses.replace(out, dims=tuple(dims)),
+                            grid_blocks=None)
+    return principle.price_gpu(k, H100, H100_GPU)
+  inside, full, over = with_rows(1), with_rows(tile), with_rows(tile + 1)
+  assert inside.t_compute == full.t_compute  # rows inside the first tile are free
+  assert over.position_tiles == 2 and over.t_compute >= full.t_compute
+  assert over.flops == 2 * full.flops  # padded to two tiles
+
+
+def test_cublas_and_reduce_kernels_are_rooflines():
+  kernels = fixture_kernels('h100_dense_n64_cublas.txt', 64)
+  gemm = next(k for k in kernels if k.kind == 'cublas')
+  priced = principle.price_gpu(gemm, H100, H100_GPU)
+  assert priced.t_s == max(priced.bytes / H100.bandwidth, priced.flops / H100.peak_flops)
+  other = next(k for k in kernels if k.kind not in principle.GEMM_KINDS)
+  streamed = principle.price_streamed(other, H100)
+  assert streamed.t_s == principle.kernel_bytes(other) / H100.bandwidth
+
+
+def test_gather_like_kernels_count_what_they_write():
+  kernels = fixture_kernels('cpu_moe_ragged_n4.txt', 4)
+  for k in kernels:
+    if k.kind not in principle.GEMM_KINDS and k.fusion_kind == 'kLoop':
+      out = principle.shape_bytes(k.output_shape)
+      assert principle.kernel_bytes(k) <= out * (1 + len(k.operand_shapes))
+
+
+SYNTHETIC_PROBE = {'references': [
+    dict(dtype='float32', contraction=1000, features=1000,
+         positions=[1, 2, 3, 4, 8], t_median_s=[1e-3, 2e-3, 2e-3, 2e-3, 3e-3],
+         kinds=['cpu_gemv', 'cpu_ynn', 'cpu_ynn', 'cpu_ynn', 'cpu_ynn']),
+    dict(dtype='float32', contraction=100, features=100000,
+         positions=[1, 2], t_median_s=[5e-3, 5e-3], kinds=['cpu_gemv', 'cpu_ynn'])]}
+
+
+def test_reference_time_interpolates_scales_and_picks_the_shape():
+  ref = lambda rows, k=1000, f=1000, kind='cpu_ynn': principle.reference_time(
+      SYNTHETIC_PROBE, kind, 'float32', rows, k, f)
+  assert ref(1, kind='cpu_gemv') == pytest.approx(1e-3)
+  assert ref(1) == pytest.approx(2e-3)  # nearest N of the kind
+  assert ref(6) == pytest.approx(2.5e-3)  # interpolated
+  assert ref(12) == pytest.approx(4e-3)  # extrapolated along the last two
+  assert ref(4, 2000, 1000) == pytest.approx(4e-3)  # twice the weights
+  assert ref(2, 128, 50000) == pytest.approx(5e-3 * 128 * 50000 / 1e7)  # thin shape
+  assert principle.reference_time(SYNTHETIC_PROBE, 'cpu_dot', 'float32', 1, 10, 10) is None
+
+
+def test_fresh_buffers_fault_as_one_block_above_the_threshold():
+  small = dict(temp_size_in_bytes=16 * 2**20, output_size_in_bytes=2**20)
+  assert principle.fresh_buffer_time(small, CPU) == 0.0
+  large = dict(temp_size_in_bytes=45 * 2**20, output_size_in_bytes=2**20)
+  assert principle.fresh_buffer_time(large, CPU) == pytest.approx(45 * 2**20 / 3e9)
+  assert principle.fresh_buffer_time(large, H100) == 0.0  # no fault model on a GPU
+
+
+def kernel_time(op, kind, t, tiles=None, waves=None, tiling=()):
+  return principle.KernelTime(op, op, kind, 0.0, 0.0, t, 0.0, t, tiles, waves, tiling)
+
+
+def point(n, kernels, floor=0.0, alloc=0.0):
+  return principle.CurvePoint(n, tuple(kernels), floor, alloc,
+                              floor + alloc + sum(k.t_s for k in kernels))
+
+
+@pytest.mark.parametrize('after,expected', [
+    (kernel_time('gate', 'cpu_ynn', 2.0), 'kernel_switch'),
+    (kernel_time('gate', 'cpu_gemv', 2.0, waves=2), 'waves'),
+    (kernel_time('gate', 'cpu_gemv', 2.0, tiles=2), 'tile_boundary'),
+    (kernel_time('gate', 'cpu_gemv', 2.0, tiles=1), 'resource'),
+])
+def test_binding_mechanism(after, expected):
+  before = kernel_time('gate', 'cpu_gemv', 1.0, tiles=1, waves=1 if expected == 'waves' else None)
+  points = [point(1, [before]), point(2, [after])]
+  assert principle.binding_mechanism(points, 1, 2) == expected
+  assert principle.binding_mechanism(points, 2, None) is None
+
+
+def test_overhead_binds_when_fixed_costs_dominate():
+  points = [point(1, [kernel_time('o', 'cpu_gemv', 1.0)], floor=2.0),
+            point(2, [kernel_time('o', 'cpu_ynn', 2.0)], floor=2.0)]
+  assert principle.binding_mechanism(points, 1, 2) == 'overhead'
+
+
+def test_cpu_prediction_and_model_composition():
+  cfg = config.resolve('model', 'tiny', dtype='float32', routing='uniform')
+  one = predict.predict(cfg, [1, 2, 4], target='cpu', balance=CPU,
+                        probe=SYNTHETIC_PROBE)
+  deeper = predict.predict(dataclasses.replace(cfg, n_layers=4), [1, 2, 4],
+                           target='cpu', balance=CPU, probe=SYNTHETIC_PROBE)
+  assert one.composition == 'layer x 2 + head'
+  assert set(one.nfp_predicted) == {'0.05', '0.1', '0.2'}
+  assert all(m in principle.MECHANISMS + (None,) for m in one.binding_mechanism.values())
+  assert all(d > o for d, o in zip(deeper.t_pred_s, one.t_pred_s))
+  assert one.hardware['source'] == 'test' and one.tiling_source == 'xla-default'
+
+
+@requires_gpu_aot
+def test_h100_prediction_from_the_spec_table():
+  cfg = config.resolve('dense', 'tiny', dtype='bfloat16')
+  p = predict.predict(cfg, [1, 16, 64], target='h100', tiling='cost-model')
+  assert p.hardware['source'] == 'spec' and p.hardware['ridge'] == pytest.approx(295, rel=0.01)
+  assert p.tiling_source == 'cost-model' and not p.placeholder
+  assert p.n_idle['0.1'] > 64 and len(p.t_pred_s) == 3
+
+
+def test_scores_and_naive_predictors():
+  cases = [dict(nfp_measured={'0.1': m}, nfp_predicted={'0.1': p},
+                n_idle={'0.1': i}, positions=[1, 2, 4])
+           for m, p, i in ((1, 1, 8), (4, 6, 16), (8, 4, 32))]
+  s = validation.summarize(cases)
+  assert s['share_within_1_5x'] == pytest.approx(2 / 3)
+  assert s['median_abs_log2_error'] == pytest.approx(math.log2(1.5))
+  assert s['median_idle_overprediction'] == 4
+  assert s['naive']['smallest']['share_within_1_5x'] == pytest.approx(1 / 3)
+  assert s['naive']['idle']['share_within_1_5x'] == 0
+  assert s['beats_naive'] and s['share_measured_above_2'] == pytest.approx(2 / 3)
+
+
+def test_read_anchor():
+  anchor = validation.read_anchor(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv')
+  assert anchor['positions'][:3] == [1, 2, 4] and anchor['d_ff'] == 11008
+  assert all(t > 0 for t in anchor['t_s'])
+  with pytest.raises(ValueError):
+    validation.read_anchor(DATA / 'hlo' / 'MANIFEST.json')
+
+
+@requires_gpu_aot
+def test_predict_cli(tmp_path, cli_env):
+  out = tmp_path / 'p.json'
+  proc = cli.run('experiments.predict', ['--module', 'dense', '--model', 'tiny',
+                                         '--target', 'a100', '--positions', '1,16,64',
+                                         '--out', str(out)], cli_env)
+  assert proc.returncode == 0, proc.stderr
+  p = json.loads(out.read_text())
+  for key in ('positions', 't_pred_s', 'nfp_predicted', 'nfp_resource', 'n_idle',
+              'binding_mechanism', 'tiling_source', 'hardware'):
+    assert key in p
+  assert 'NFP_pred' in proc.stdout
+  bad = cli.run('experiments.predict', ['--target', 'tpu9'], cli_env)
+  assert bad.returncode == 2 and 'Unknown --target' in bad.stderr
+  assert 'Traceback' not in bad.stderr
+
+
+@requires_gpu_aot
+def test_validate_cli_with_a_case_and_an_anchor(tmp_path, cli_env):
+  out = tmp_path / 'v'
+  proc = cli.run('experiments.validate', [
+      '--cases', 'dense-small', '--repeats', '3', '--positions', '1,2,4',
+      '--anchor', str(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv'),
+      '--out', str(out)], cli_env, timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  report = json.loads((out / 'report.json').read_text())
+  case = report['cases'][0]
+  for key in ('nfp_measured', 'nfp_bracket', 'nfp_predicted', 'nfp_resource',
+              'n_idle', 'binding_mechanism', 'log2_error', 'idle_overprediction'):
+    assert key in case
+  for key in ('share_within_1_5x', 'median_abs_log2_error',
+              'median_idle_overprediction', 'naive'):
+    assert key in report['summary']
+  assert set(report['summary']['naive']) == {'idle', 'smallest'}
+  assert report['anchors'][0]['cross_backend'].startswith('cuBLAS')
+  assert (out / 'report.md').exists() and (out / 'overview.png').exists()
+  bad = cli.run('experiments.validate', ['--cases', 'nope'], cli_env)
+  assert bad.returncode == 2 and 'Unknown case' in bad.stderr
