@@ -27,7 +27,13 @@ DEFAULT_POSITIONS = '1,2,3,4,6,8,12,16,24,32,48,64'
 
 
 def define_block_flags(default_module: str | None = 'moe') -> None:
-  """Flags that describe a block (grid-valued where it makes sense)."""
+  """Flags that describe a block (grid-valued where it makes sense).
+
+  Entry points define them at import; a process that imports two of them (the
+  tests) keeps the first definition instead of failing.
+  """
+  if 'module' in FLAGS:
+    return
   flags.DEFINE_list('module', default_module,
                     f'Block(s) to run: {", ".join(config.MODULES)}.')
   flags.DEFINE_list('model', None,
@@ -52,6 +58,9 @@ def define_block_flags(default_module: str | None = 'moe') -> None:
 
 
 def define_sweep_flags() -> None:
+  """Flags of a measured sweep (as define_block_flags, defined once)."""
+  if 'repeats' in FLAGS:
+    return
   flags.DEFINE_string('positions', DEFAULT_POSITIONS,
                       'Comma list of N, increasing; 1 is added if missing.')
   flags.DEFINE_float('tolerance', 0.1, 'The tau shown in tables (0.05, 0.1 and '

@@ -44,7 +44,7 @@ flags.DEFINE_bool('list', False, 'List the cases and exit.')
 flags.DEFINE_list('anchor', [], 'External measured curves (vidur MLP CSV files).')
 flags.DEFINE_bool('anchor_only', False, 'Only the anchors, no CPU cases.')
 flags.DEFINE_string('positions', '1,2,3,4,6,8,12,16,24,32,48,64', 'Swept N.')
-flags.DEFINE_integer('repeats', 20, 'Timed rounds per case.')
+flags.DEFINE_integer('repeats', 30, 'Timed rounds per case.')
 flags.DEFINE_string('tiling', 'cost-model', 'Tiling source for anchor targets.')
 flags.DEFINE_string('out', None, 'Output folder (default: results/<time>-validate).')
 
@@ -197,7 +197,9 @@ def markdown(cases, summary, anchors, anchor_summary) -> str:
             f"x{s['median_idle_overprediction']:.1f}); `smallest` within x1.5 on "
             f"{s['naive']['smallest']['share_within_1_5x']:.0%} (median |log2 error| "
             f"{s['naive']['smallest']['median_abs_log2_error']:.2f}); measured NFP > 2 "
-            f"in {s['share_measured_above_2']:.0%} of cases.", '']
+            f"in {s['share_measured_above_2']:.0%} of cases; the prediction is within "
+            f"x1.5 of the measured CI range [nfp_low, nfp_high] in "
+            f"{s['share_consistent_with_range']:.0%}.", '']
   if cases:
     lines += headline(summary, 'CPU (XLA:CPU measured, XLA:CPU predicted)')
     lines += table(cases) + ['']

@@ -1,6 +1,7 @@
 """Scoring the principle against measured NFP, beside two naive predictors.
 
-Per case: log2_error = log2(predicted / measured) of NFP at a tolerance, and
+Per case: log2_error = log2(predicted / measured) of NFP at a tolerance (the
+measured NFP is the first crossing of the measured medians), and
 idle_overprediction = N_idle / measured. The summary gives the share of cases
 within x1.5 (|log2 error| <= log2 1.5), the median |log2 error|, the median
 idle-compute over-prediction, and the same share and error for two naive
@@ -38,8 +39,14 @@ def summarize(cases: list, tau_key: str = '0.1') -> dict:
   idle = [c['n_idle'][tau_key] for c in cases]
   smallest = [c['positions'][0] for c in cases]
   principle = score(predicted, measured)
+  ranges = [c.get('nfp_range', {}).get(tau_key) or [m, m] for c, m in zip(cases, measured)]
   return dict(
       tau=tau_key, **principle,
+      # Within x1.5 of some N in the measured CI range [nfp_low, nfp_high]:
+      # how often the prediction is consistent with the measurement's noise.
+      share_consistent_with_range=sum(
+          lo / 1.5 <= p <= hi * 1.5 for p, (lo, hi) in zip(predicted, ranges))
+      / len(predicted),
       median_idle_overprediction=statistics.median(
           i / m for i, m in zip(idle, measured)),
       share_measured_above_2=sum(m > 2 for m in measured) / len(measured),

@@ -1,6 +1,8 @@
 """Grids from list-valued flags, deterministic sharding, and kill-and-resume."""
 
 import json
+import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -96,3 +98,21 @@ def test_sigkill_then_resume(tmp_path, cli_env):
   assert sorted(s['config_id'] for s in grid['summaries']) == sorted(summaries)
   for config_id in summaries:
     assert (out / f'summary-{config_id}.json').exists()
+
+
+@pytest.mark.parametrize('flagfile', sorted(
+    (pathlib.Path(cli.REPO) / 'experiments' / 'configs').glob('*.flags')),
+    ids=lambda p: p.name)
+def test_study_flagfiles_name_their_command_and_parse(flagfile, cli_env):
+  header = flagfile.read_text()
+  module = re.search(r'python -m (experiments\.\w+) --flagfile=', header).group(1)
+  assert f'--flagfile=experiments/configs/{flagfile.name}' in header
+  if module == 'experiments.compare':
+    pytest.importorskip('torch', reason='the torch extra is not installed')
+  proc = cli.run(module, [f'--flagfile={flagfile}', '--only_check_args'], cli_env)
+  assert proc.returncode == 0, proc.stderr
+  if module == 'experiments.sweep':
+    FLAGS.unparse_flags()
+    FLAGS(['sweep', f'--flagfile={flagfile}'])
+    assert len(common.block_configs('cpu')) >= 2
+    FLAGS.unparse_flags()
