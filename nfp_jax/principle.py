@@ -172,8 +172,8 @@ def price_streamed(kernel, balance) -> KernelTime:
 
 def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
   """A GEMM kernel on a GPU spec: roofline, with the tile grid and waves for
-  Triton GEMMs (padding to tiles, weight panels re-read per position-tile when
-  they do not fit in L2, waves on the SMs)."""
+  Triton GEMMs (padding to tiles, weight panels re-read from HBM per
+  position-tile only when a panel does not fit in L2, waves on the SMs)."""
   moved = kernel_bytes(kernel)
   rows, features, contraction, batch, splits = _dot_sizes(kernel)
   flops = 2.0 * rows * features * contraction * batch * splits
@@ -197,9 +197,13 @@ def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
   # (co-resident blocks share it): time is quantized by ceil(blocks / SMs).
   block_flops = 2.0 * tile_m * tile_n * contraction  # contraction per split
   t_comp = -(-blocks // sms) * block_flops / (balance.peak_flops / sms)
+  # Each extra position-tile re-reads the weight panel of its feature tile
+  # (contraction x tile_n): from L2 when the panel fits there (no HBM bytes;
+  # L2 bandwidth is not in the spec table), else from HBM again.
   weights = _weight_bytes(kernel)
-  reread = m_tiles if balance.l2_bytes and weights > balance.l2_bytes else 1
-  moved += weights * (reread - 1)
+  panel = weights / max(n_tiles * batch * splits, 1)
+  if balance.l2_bytes and panel > balance.l2_bytes:
+    moved += weights * (m_tiles - 1)
   t_mem = moved / balance.bandwidth
   padded = 2.0 * m_tiles * tile_m * n_tiles * tile_n * contraction * batch * splits
   return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, padded,
