@@ -26,8 +26,7 @@ flags.DEFINE_string('backend', None, 'JAX backend.')
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  common.no_arguments(argv)
   device = common.device(FLAGS.backend)
   dtype = common.native_dtype(device.platform) if FLAGS.dtype == 'auto' else FLAGS.dtype
   cfg = config.resolve('dense', FLAGS.model, scale=FLAGS.scale, dtype=dtype)

@@ -20,6 +20,7 @@ logging.getLogger('jax._src.xla_bridge').setLevel(logging.CRITICAL)
 
 from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -225,11 +226,25 @@ def balance_cache() -> str:
   return os.path.join(root, 'nfp_jax', 'hardware.json')
 
 
+def no_arguments(argv) -> None:
+  """Entry points take flags only."""
+  if len(argv) > 1:
+    raise UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+
+
+def write_out(path: str, payload: dict) -> None:
+  """Writes an --out JSON file; one sentence if it cannot be written."""
+  try:
+    results.write_json(path, payload)
+  except OSError as e:
+    raise UsageError(f'Cannot write --out {path}: {e.strerror or e}.') from None
+  print(f'\nwrote {path}', file=sys.stderr)
+
+
 def parse_sweep_flags(argv) -> tuple[list[int], float]:
   """(positions, tolerance) of the sweep flags, checked with the other sweep
   flags that need no device (no positional arguments, --repeats)."""
-  if len(argv) > 1:
-    raise UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  no_arguments(argv)
   positions = parse_positions(FLAGS.positions)
   tau = parse_tolerance(FLAGS.tolerance)
   if FLAGS.repeats < 3:

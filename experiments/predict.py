@@ -65,8 +65,7 @@ def print_prediction(cfg, p: dict) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  common.no_arguments(argv)
   positions = common.parse_positions(FLAGS.positions)
   target = FLAGS.target
   if target != 'cpu' and target not in compile_lib.gpu_targets():
@@ -91,8 +90,7 @@ def main(argv):
       positions), provenance=results.provenance(seed=cfg.seed, target=target))
   print_prediction(cfg, p)
   if out:
-    results.write_json(out, p)
-    print(f'\nwrote {out}', file=sys.stderr)
+    common.write_out(str(out), p)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,6 @@ import jax
 from experiments import common
 from nfp_jax import config
 from nfp_jax import probe
-from nfp_jax import results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('dtype', ['float32'], f'Dtype(s): {", ".join(config.DTYPES)}.')
@@ -50,8 +49,7 @@ def print_probe(result: dict) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  common.no_arguments(argv)
   for dtype in FLAGS.dtype:
     if dtype not in config.DTYPES:
       raise common.UsageError(f'Unsupported --dtype {dtype!r}; choose from '
@@ -65,12 +63,7 @@ def main(argv):
       progress=lambda m: print(f'  {m}', file=sys.stderr, flush=True))
   print_probe(result)
   if FLAGS.out:
-    try:
-      results.write_json(FLAGS.out, result)
-    except OSError as e:
-      raise common.UsageError(f'Cannot write --out {FLAGS.out}: '
-                              f'{e.strerror or e}.') from None
-    print(f'\nwrote {FLAGS.out}', file=sys.stderr)
+    common.write_out(FLAGS.out, result)
 
 
 if __name__ == '__main__':

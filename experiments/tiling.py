@@ -107,8 +107,7 @@ def _modules_from_blocks(positions: list) -> list:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  common.no_arguments(argv)
   if FLAGS.hlo:
     target = FLAGS.target if FLAGS['target'].present else None
     modules = _modules_from_dump(FLAGS.hlo, target)
@@ -127,12 +126,7 @@ def main(argv):
                'provenance': results.provenance(
                    seed=FLAGS.seed, device=jax.devices('cpu')[0],
                    hlo_source=FLAGS.hlo or 'compiled')}
-    try:
-      results.write_json(FLAGS.out, payload)
-    except OSError as e:
-      raise common.UsageError(f'Cannot write --out {FLAGS.out}: '
-                              f'{e.strerror or e}.') from None
-    print(f'\nwrote {FLAGS.out}', file=sys.stderr)
+    common.write_out(FLAGS.out, payload)
 
 
 if __name__ == '__main__':

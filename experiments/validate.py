@@ -141,7 +141,7 @@ def run_anchor(path: str) -> dict:
   target = next((t for t in ('h100', 'a100') if t in pathlib.Path(path).name), None)
   if target is None:
     raise common.UsageError(f'--anchor {path}: its name must say a100 or h100.')
-  keep = [i for i, n in enumerate(anchor['positions']) if n <= 512]
+  keep = [i for i, n in enumerate(anchor['positions']) if n <= 256]
   positions = [anchor['positions'][i] for i in keep]
   t_measured = [anchor['t_s'][i] for i in keep]
   cfg = config.resolve('dense', 'llama3-8b', dtype='float16',
@@ -233,8 +233,7 @@ def overview_plot(cases, path) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise common.UsageError(f'Unexpected argument {argv[1]!r}; flags only.')
+  common.no_arguments(argv)
   if FLAGS.list:
     for c in CASES:
       print(f"{c.name:<34} {'quick' if c.quick else ''}")
