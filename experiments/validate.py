@@ -173,11 +173,16 @@ def _fmt(value) -> str:
 
 
 def markdown(cases, summary, anchors, anchor_summary) -> str:
-  lines = ['# nfp_jax validation: the principle vs measured NFP (tau 0.1)', '']
+  lines = ['# nfp_jax validation: the principle vs measured NFP (tau 0.1)', '',
+           'T(N) err: median over N of the predicted latency\'s factor off the '
+           'measured one (for layer and model cases, the error of composing '
+           'them from their kernels; a model from one compiled layer and its '
+           'head).', '']
   def table(rows):
     out = ['| case | NFP measured [range] | NFP predicted | mechanism | '
-           'NFP resource | N_idle | log2 err | idle / measured | T(1) roofline |',
-           '|' + '---|' * 9]
+           'NFP resource | N_idle | log2 err | idle / measured | T(1) roofline | '
+           'T(N) err |',
+           '|' + '---|' * 10]
     for c in rows:
       k = '0.1'
       rng = c['nfp_range'].get(k)
@@ -186,7 +191,8 @@ def markdown(cases, summary, anchors, anchor_summary) -> str:
           f"{' [%d, %d]' % tuple(rng) if rng else ''} | {c['nfp_predicted'][k]} | "
           f"{c['binding_mechanism'][k] or 'no crossing'} | {c['nfp_resource'][k]} | "
           f"{c['n_idle'][k]} | {c['log2_error'][k]:+.2f} | "
-          f"{c['idle_overprediction'][k]:.1f} | {_fmt(c['t1_roofline_fraction'])} |")
+          f"{c['idle_overprediction'][k]:.1f} | {_fmt(c['t1_roofline_fraction'])} | "
+          f"x{2 ** c['t_abs_log2_error']:.2f} |")
     return out
   def headline(s, label):
     return [f"**{label}**: {s['cases']} cases; principle within x1.5 on "

@@ -80,12 +80,13 @@ def _scaled(point: principle.CurvePoint, count: int) -> tuple:
 
 def _composed(head, layer, head_compiled, layer_compiled, n_layers, balance):
   """head + n_layers x layer, with one call floor. The model's temps are one
-  block whose live set is about the larger of a layer's and the head's."""
+  block that holds every layer's temps (XLA:CPU 0.10.2 does not overlap them
+  across layers: a 4-layer model's temp block is 4 layers' plus the head's)."""
   kernels = head.kernels + _scaled(layer, n_layers)
   floor = head.floor_s + n_layers * (layer.floor_s - balance.call_floor_s)
   memory = dict(
-      temp_size_in_bytes=max(c.memory.get('temp_size_in_bytes', 0)
-                             for c in (head_compiled, layer_compiled)),
+      temp_size_in_bytes=(head_compiled.memory.get('temp_size_in_bytes', 0) +
+                          n_layers * layer_compiled.memory.get('temp_size_in_bytes', 0)),
       output_size_in_bytes=head_compiled.memory.get('output_size_in_bytes', 0))
   alloc = principle.fresh_buffer_time(memory, balance)
   return principle.CurvePoint(head.positions, kernels, floor, alloc,

@@ -70,6 +70,11 @@ def case_record(name: str, measured_summary: dict, prediction, taus) -> dict:
       binding_mechanism=prediction.binding_mechanism,
       log2_error={k: log2_error(prediction.nfp_predicted[k], nfp[k]) for k in keys},
       idle_overprediction={k: measured_summary['n_idle'][k] / nfp[k] for k in keys},
+      # Absolute latency error of the predicted curve (for a model: the error of
+      # composing it from one compiled layer and the head).
+      t_abs_log2_error=statistics.median(
+          abs(math.log2(p / m)) for p, m in zip(prediction.t_pred_s,
+                                                measured_summary['t_median_s'])),
       t_median_s=measured_summary['t_median_s'], ratio=measured_summary['ratio'],
       ratio_ci=measured_summary['ratio_ci'], t_pred_s=prediction.t_pred_s,
       t1_roofline_fraction=measured_summary['t1_roofline_fraction'])
