@@ -72,24 +72,15 @@ def xla_kernels(hlo_text: str, positions: int) -> list:
 
 
 def _each_position(positions: Sequence[int], prepare_one, progress) -> Prepared:
-  """Runs prepare_one(n) -> (call, setup_s, kernels) at every N.
-
-  A failure at one N (out of memory, an op a compiler rejects) becomes a failed
-  position with its error and the others go on; a failure at positions[0]
-  raises, since every ratio is relative to T(1).
-  """
-  calls, setup_s, kernels, failed = {}, {}, {}, {}
-  for n in positions:
-    try:
-      calls[n], setup_s[n], kernels[n] = prepare_one(n)
-    except Exception as e:  # pylint: disable=broad-except
-      if n == positions[0]:
-        raise
-      failed[n] = sweep.error_text(e)
-      progress(f'N={n}: failed: {failed[n][:200]}')
-      continue
-    progress(f'N={n}: ready in {setup_s[n]:.2f} s')
-  return Prepared(calls, setup_s, kernels, failed, {})
+  """Runs prepare_one(n) -> (call, setup_s, kernels) at every N (sweep.each_position)."""
+  def logged(n):
+    call, setup_s, kernels = prepare_one(n)
+    progress(f'N={n}: ready in {setup_s:.2f} s')
+    return call, setup_s, kernels
+  done, failed = sweep.each_position(positions, logged, progress)
+  return Prepared({n: d[0] for n, d in done.items()},
+                  {n: d[1] for n, d in done.items()},
+                  {n: d[2] for n, d in done.items()}, failed, {})
 
 
 def prepare_jax(cfg, positions: Sequence[int], *, device=None,

@@ -36,6 +36,25 @@ def error_text(error: BaseException) -> str:
   return text if len(text) < 2000 else text[:2000] + ' ...'
 
 
+def each_position(positions: Sequence[int], prepare_one, progress) -> tuple:
+  """({N: prepare_one(N)}, {N: error}) over every N.
+
+  A failure at one N (out of memory, an op a compiler rejects) becomes a failed
+  position with its error and the others go on; a failure at positions[0]
+  raises, since every ratio is relative to T(1).
+  """
+  done, failed = {}, {}
+  for n in positions:
+    try:
+      done[n] = prepare_one(n)
+    except Exception as e:  # pylint: disable=broad-except
+      if n == positions[0]:
+        raise
+      failed[n] = error_text(e)
+      progress(f'N={n}: failed: {failed[n][:200]}')
+  return done, failed
+
+
 def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
         taus: Sequence[float] = boundary.TAUS, compiler_options: dict | None = None,
         device=None, progress: Callable[[str], None] = lambda _: None
@@ -51,20 +70,15 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
   config_id = cfg.config_id(positions)
   fn, state = blocks.forward(cfg)
   state = jax.device_put(state, device)
-  compiled, failed = {}, {}
-  for n in positions:
-    try:
-      args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
-      forward = measure.compile_forward(fn, args, compiler_options)
-      jax.block_until_ready(forward.executable(*args))
-      compiled[n] = (forward, args)
-      progress(f'N={n}: compiled in {forward.compile_s:.2f} s '
-               f'(lower {forward.lower_s:.2f} s)')
-    except Exception as e:  # pylint: disable=broad-except
-      if n == positions[0]:
-        raise
-      failed[n] = error_text(e)
-      progress(f'N={n}: failed: {failed[n][:200]}')
+  def compile_one(n):
+    args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
+    forward = measure.compile_forward(fn, args, compiler_options)
+    jax.block_until_ready(forward.executable(*args))
+    progress(f'N={n}: compiled in {forward.compile_s:.2f} s '
+             f'(lower {forward.lower_s:.2f} s)')
+    return forward, args
+
+  compiled, failed = each_position(positions, compile_one, progress)
   setup_s = time.perf_counter() - start
 
   curve_fields = curve(
