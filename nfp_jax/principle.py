@@ -26,6 +26,7 @@ import numpy as np
 
 from nfp_jax import boundary
 from nfp_jax import costs
+from nfp_jax import hlo
 
 _MAX_POSITIONS = 1 << 30
 
@@ -186,12 +187,9 @@ def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
   n_tiles = -(-features // tile_n)
   blocks = kernel.grid_blocks or m_tiles * n_tiles * splits * batch
   sms = balance.sm_count or 1
-  per_sm = 1
-  if kernel.threads_per_block and gpu:
-    per_sm = max(1, gpu['threads_per_core_limit'] // kernel.threads_per_block)
-    if kernel.shared_memory_bytes:
-      per_sm = max(1, min(per_sm, gpu['shared_memory_per_core']
-                          // kernel.shared_memory_bytes))
+  per_sm = (hlo.blocks_per_sm(kernel, gpu['threads_per_core_limit'],
+                              gpu['shared_memory_per_core'])
+            if kernel.threads_per_block and gpu else 1)
   waves = -(-blocks // (sms * per_sm))
   # Each SM works through its share of blocks at its share of the peak
   # (co-resident blocks share it): time is quantized by ceil(blocks / SMs).
