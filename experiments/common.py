@@ -20,7 +20,9 @@ logging.getLogger('jax._src.xla_bridge').setLevel(logging.CRITICAL)
 
 from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import targets  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -98,7 +100,9 @@ def fail(message: str) -> None:
 
 
 def run(main) -> None:
-  """app.run with bad flags and UsageError/ConfigError as one sentence, exit 2."""
+  """app.run with bad flags, UsageError and the library's user errors
+  (errors.Error: a bad configuration, target or compile request) as one
+  sentence, exit 2."""
   def parse(argv):
     try:
       return FLAGS(argv)
@@ -108,7 +112,7 @@ def run(main) -> None:
   def guarded(argv):
     try:
       return main(argv)
-    except (UsageError, config.ConfigError) as e:
+    except (UsageError, errors.Error) as e:
       fail(str(e))
 
   app.run(guarded, flags_parser=parse)
@@ -218,6 +222,15 @@ def device(backend: str | None):
       raise UsageError(f'Backend {backend!r} is not available here: '
                        f'{str(e).splitlines()[0]}') from None
   return jax.devices()[0]
+
+
+def target(name: str):
+  """The targets.Target of a --target flag; one sentence if unknown."""
+  try:
+    return targets.resolve(name)
+  except errors.ConfigError as e:
+    raise UsageError(str(e).replace('Unknown target', 'Unknown --target', 1)
+                     ) from None
 
 
 def balance_cache() -> str:

@@ -19,18 +19,18 @@ from absl import flags
 import jax
 
 from experiments import common
-from nfp_jax import compile as compile_lib
 from nfp_jax import hardware
 from nfp_jax import predict
 from nfp_jax import probe as probe_lib
 from nfp_jax import results
+from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 common.define_block_flags('dense')
 flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
                     'Comma list of N, increasing; 1 is added if missing.')
 flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless NVIDIA '
-                    f'target: {", ".join(compile_lib.gpu_targets())}.')
+                    f'target: {", ".join(targets.names("gpu")[1:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
                     'cost-model (default), autotune-file:PATH, override:<config>.')
 flags.DEFINE_string('out', None, 'Write the prediction as JSON to this file.')
@@ -67,11 +67,12 @@ def print_prediction(cfg, p: dict) -> None:
 def main(argv):
   common.no_arguments(argv)
   positions = common.parse_positions(FLAGS.positions)
-  target = FLAGS.target
-  if target != 'cpu' and target not in compile_lib.gpu_targets():
-    raise common.UsageError(f'Unknown --target {target!r}; choose cpu or one of '
-                            f'{", ".join(compile_lib.gpu_targets())}.')
-  configs = common.block_configs('cpu' if target == 'cpu' else 'gpu')
+  target = common.target(FLAGS.target)
+  if target.name == 'gpu':
+    raise common.UsageError('experiments.predict runs on the CPU; --target gpu '
+                            '(a local GPU) is measured by experiments.sweep '
+                            '--backend gpu instead.')
+  configs = common.block_configs(target.platform)
   if len(configs) != 1:
     raise common.UsageError(f'experiments.predict takes one configuration; the '
                             f'flags give {len(configs)}.')
@@ -79,15 +80,13 @@ def main(argv):
   out = pathlib.Path(FLAGS.out) if FLAGS.out else None
   if out:
     common.output_folder(str(out.parent), 'predict')
-  balance, probe = local_inputs(cfg.dtype) if target == 'cpu' else (None, None)
-  tiling = FLAGS.tiling or ('xla-default' if target == 'cpu' else 'cost-model')
-  try:
-    prediction = predict.predict(cfg, positions, target=target, tiling=tiling,
-                                 balance=balance, probe=probe, progress=_progress)
-  except (compile_lib.CompileError, KeyError) as e:
-    raise common.UsageError(str(e).strip('"\'')) from None
+  balance, probe = (local_inputs(cfg.dtype) if target.name == 'cpu'
+                    else (None, None))
+  prediction = predict.predict(cfg, positions, target=target, tiling=FLAGS.tiling,
+                               balance=balance, probe=probe, progress=_progress)
   p = dict(prediction.to_dict(), config=cfg.to_dict(), config_id=cfg.config_id(
-      positions), provenance=results.provenance(seed=cfg.seed, target=target))
+      positions), provenance=results.provenance(seed=cfg.seed,
+                                                target=target.name))
   print_prediction(cfg, p)
   if out:
     common.write_out(str(out), p)

@@ -23,6 +23,7 @@ from nfp_jax import predict
 from nfp_jax import probe as probe_lib
 from nfp_jax import results
 from nfp_jax import sweep
+from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 common.define_block_flags()
@@ -85,7 +86,8 @@ def predicted(cfg, positions, balance, device) -> dict:
     if device.platform == 'cpu':
       probe = probe_lib.local_probe(common.probe_cache(), device=device,
                                     progress=_progress)
-    p = predict.predict(cfg, positions, target=device.platform, balance=balance,
+    p = predict.predict(cfg, positions, target=targets.resolve(device.platform),
+                        balance=balance,
                         probe=probe)
   except Exception as e:  # pylint: disable=broad-except
     return dict(prediction_error=sweep.error_text(e))

@@ -21,9 +21,10 @@ import jax
 
 from experiments import common
 from nfp_jax import compile as compile_lib
-from nfp_jax import hardware
 from nfp_jax import hlo
+from nfp_jax import principle
 from nfp_jax import results
+from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 common.define_block_flags(default_module='dense')
@@ -31,7 +32,7 @@ flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
                     'Comma list of N, increasing.')
 flags.DEFINE_string('target', 'h100', 'cpu (local backend), gpu (local GPU) or a '
                     'deviceless NVIDIA target: '
-                    f'{", ".join(compile_lib.gpu_targets())}.')
+                    f'{", ".join(targets.names("gpu")[1:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source: xla-default, cost-model, '
                     'autotune-file:PATH, override:<config>; default cost-model '
                     'on GPU targets, xla-default on cpu (its only one).')
@@ -59,8 +60,7 @@ def print_module(module: dict, sm_spec) -> None:
   for kernel in module['kernel_records']:
     if kernel.kind == 'other' and not FLAGS.all_kernels:
       continue
-    waves = hlo.waves(kernel, sm_spec.sm_count, sm_spec.gpu['threads_per_core_limit'],
-                      sm_spec.gpu['shared_memory_per_core']) if sm_spec else None
+    waves = principle.waves(kernel, sm_spec) if sm_spec else None
     values = (kernel.name[-28:], '+'.join(kernel.source_ops)[:14] or '-',
               kernel.kind, kernel.tile_positions, kernel.tile_features,
               kernel.block_k, kernel.split_k, kernel.num_warps, kernel.num_stages,
@@ -78,27 +78,17 @@ def _modules_from_dump(path: str, target: str | None) -> list:
                placeholder=None, kernel_records=m.kernels) for m in read]
 
 
-def _modules_from_blocks(positions: list) -> list:
-  target = FLAGS.target
-  if target not in compile_lib.targets():
-    raise common.UsageError(f'Unknown --target {target!r}; choose one of '
-                            f'{", ".join(compile_lib.targets())}.')
-  platform = 'cpu' if target == 'cpu' else 'gpu'
+def _modules_from_blocks(target, positions: list) -> list:
   modules = []
-  for cfg in common.block_configs(platform):
-    try:
-      compiled = compile_lib.compile_hlo_many(
-          cfg, positions, target,
-          FLAGS.tiling or ('xla-default' if target == 'cpu' else 'cost-model'),
-          FLAGS.dump_dir)
-    except compile_lib.CompileError as e:
-      raise common.UsageError(str(e)) from None
+  for cfg in common.block_configs(target.platform):
+    compiled = compile_lib.compile_hlo_many(cfg, positions, target, FLAGS.tiling,
+                                            FLAGS.dump_dir)
     for one in compiled:
-      print(f'compiled {cfg.module} {cfg.preset} N={one.positions} for {target} '
-            f'in {one.compile_s:.2f} s', file=sys.stderr)
+      print(f'compiled {cfg.module} {cfg.preset} N={one.positions} for '
+            f'{target.name} in {one.compile_s:.2f} s', file=sys.stderr)
       modules.append(dict(
           name=f'{cfg.module}-{cfg.preset}-{cfg.config_id()}', file=None,
-          positions=one.positions, target=target,
+          positions=one.positions, target=target.name,
           tiling_source=one.tiling_source, placeholder=one.placeholder,
           compile_s=one.compile_s, xla_flags=list(one.xla_flags),
           compiler_options=one.compiler_options, config=cfg.to_dict(),
@@ -108,13 +98,15 @@ def _modules_from_blocks(positions: list) -> list:
 
 def main(argv):
   common.no_arguments(argv)
+  target = common.target(FLAGS.target)
   if FLAGS.hlo:
-    target = FLAGS.target if FLAGS['target'].present else None
-    modules = _modules_from_dump(FLAGS.hlo, target)
-    spec = hardware.SPECS.get(target) if target else None
+    named = FLAGS['target'].present
+    modules = _modules_from_dump(FLAGS.hlo, target.name if named else None)
+    spec = target.spec if named else None
   else:
-    modules = _modules_from_blocks(common.parse_positions(FLAGS.positions))
-    spec = hardware.SPECS.get(FLAGS.target)
+    modules = _modules_from_blocks(target,
+                                   common.parse_positions(FLAGS.positions))
+    spec = target.spec
   spec = spec if spec is not None and spec.gpu else None
   for module in modules:
     print_module(module, spec)

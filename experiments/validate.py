@@ -35,6 +35,7 @@ from nfp_jax import predict  # pylint: disable=g-import-not-at-top,wrong-import-
 from nfp_jax import probe as probe_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import targets  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import validation  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -127,7 +128,8 @@ def run_case(case, positions, balance, probe, device) -> dict:
   cfg = case.config()
   measured = sweep.run(cfg, positions, rounds=FLAGS.repeats, balance=balance,
                        device=device).summary
-  prediction = predict.predict(cfg, measured['positions'], target='cpu',
+  prediction = predict.predict(cfg, measured['positions'],
+                               target=targets.resolve('cpu'),
                                balance=balance, probe=probe)
   return validation.case_record(case.name, measured, prediction, boundary.TAUS)
 
@@ -146,7 +148,8 @@ def run_anchor(path: str) -> dict:
   t_measured = [anchor['t_s'][i] for i in keep]
   cfg = config.resolve('dense', 'llama3-8b', dtype='float16',
                        overrides=dict(d_model=anchor['d_model'], d_ff=anchor['d_ff']))
-  prediction = predict.predict(cfg, positions, target=target, tiling=FLAGS.tiling,
+  prediction = predict.predict(cfg, positions, target=targets.resolve(target),
+                               tiling=FLAGS.tiling,
                                progress=_progress)
   measured = {}
   for tau in boundary.TAUS:

@@ -39,24 +39,12 @@ import time
 
 from nfp_jax import blocks
 from nfp_jax import config as config_lib
-from nfp_jax import hardware
+from nfp_jax import errors
 from nfp_jax import hlo
 from nfp_jax import measure
+from nfp_jax import targets as targets_lib
 
-LOCAL_TARGETS = ('cpu', 'gpu')
-
-
-class CompileError(ValueError):
-  """A compile a user asked for that cannot be done; one sentence."""
-
-
-def gpu_targets() -> tuple:
-  """Spec-table targets with the fields a deviceless compile needs."""
-  return tuple(name for name, spec in hardware.SPECS.items() if spec.gpu)
-
-
-def targets() -> tuple:
-  return LOCAL_TARGETS + gpu_targets()
+CompileError = errors.CompileError  # raised here; defined in the leaf errors.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,12 +90,12 @@ def _proto_value(value) -> str:
   return repr(value)
 
 
-def target_config_text(target: str) -> str:
-  """The GpuTargetConfigProto (text format) of a spec-table target."""
-  if target not in gpu_targets():
-    raise CompileError(f'No deviceless GPU target {target!r}; choose one of '
-                       f'{", ".join(gpu_targets())}.')
-  spec = hardware.SPECS[target]
+def target_config_text(target: targets_lib.Target) -> str:
+  """The GpuTargetConfigProto (text format) of a deviceless GPU target."""
+  if not (target.deviceless and target.platform == 'gpu'):
+    raise CompileError(f'{target.name} is not a deviceless GPU target; choose '
+                       f'one of {", ".join(targets_lib.names("gpu")[1:])}.')
+  spec = target.spec
   gpu = spec.gpu
   info = dict(
       threads_per_block_limit=gpu['threads_per_block_limit'], threads_per_warp=32,
@@ -139,19 +127,17 @@ def target_config_text(target: str) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def parse_tiling(text: str, target: str) -> Tiling:
-  """The Tiling a `--tiling` string asks for on `target`."""
-  if target not in targets():
-    raise CompileError(f'Unknown target {target!r}; choose one of '
-                       f'{", ".join(targets())}.')
-  deviceless = target in gpu_targets()
-  if target == 'cpu':
+def parse_tiling(text: str | None, target: targets_lib.Target) -> Tiling:
+  """The Tiling a `--tiling` string asks for on `target` (None: its default)."""
+  text = text or target.default_tiling
+  if target.platform != 'gpu':
     if text != 'xla-default':
-      raise CompileError(f'XLA:CPU has no tiling to choose; --tiling {text!r} '
-                         'only applies to GPU targets (use xla-default).')
+      raise CompileError(f'XLA:{target.platform.upper()} has no tiling to choose; '
+                         f'--tiling {text!r} only applies to GPU targets (use '
+                         'xla-default).')
     return Tiling('xla-default', False, {})
   if text == 'xla-default':
-    return Tiling('xla-default', deviceless, {})
+    return Tiling('xla-default', target.deviceless, {})
   if text == 'cost-model':
     return Tiling('cost-model', False, {}, (
         '--xla_gpu_experimental_cost_model_gemm_tiling_options=top=1',))
@@ -177,25 +163,28 @@ def parse_tiling(text: str, target: str) -> Tiling:
                      'cost-model, autotune-file:PATH or override:<config>.')
 
 
-def _shardings(target: str):
+def _shardings(target: targets_lib.Target):
   """A sharding that places arrays on the (deviceless or local) target device."""
   import jax  # pylint: disable=g-import-not-at-top
-  if target in gpu_targets():
+  if target.deviceless and target.platform == 'gpu':
     from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
     try:
       topology = topologies.get_topology_desc(
           platform='cuda', target_config=target_config_text(target),
           topology='1x1x1')
     except Exception as e:  # pylint: disable=broad-except
-      raise CompileError(f'The CUDA plugin cannot compile for {target} here '
+      raise CompileError(f'The CUDA plugin cannot compile for {target.name} here '
                          f'(install the gpu-aot extra): {str(e).splitlines()[0]}'
                          ) from None
     mesh = topologies.make_mesh(topology, (1,), ('x',))
+  elif target.deviceless:
+    raise CompileError(f'Deviceless compiles for {target.platform} targets '
+                       f'such as {target.name} are not supported yet.')
   else:
     try:
-      device = jax.devices(target)[0]
+      device = jax.devices(target.name)[0]
     except RuntimeError:
-      raise CompileError(f'No local {target} device.') from None
+      raise CompileError(f'No local {target.name} device.') from None
     mesh = jax.sharding.Mesh([device], ('x',))
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
@@ -206,7 +195,7 @@ def _placed(tree, sharding):
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), tree)
 
 
-def compile_function(fn, abstract_args, positions: int, target: str,
+def compile_function(fn, abstract_args, positions: int, target: targets_lib.Target,
                      tiling: Tiling, dump_dir=None,
                      extra_options: dict | None = None) -> CompiledHlo:
   """Compiles `fn(*abstract_args)` in this process (flags must already be set).
@@ -229,13 +218,13 @@ def compile_function(fn, abstract_args, positions: int, target: str,
       compiled = lowered.compile(compiler_options=options)
     except Exception as e:  # pylint: disable=broad-except
       first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-      raise CompileError(f'XLA could not compile for {target} with tiling '
+      raise CompileError(f'XLA could not compile for {target.name} with tiling '
                          f'{tiling.source}: {first}') from None
     done = time.perf_counter()
     dumped = hlo.dump_files(folder)
     thunk_text, gemv = (dumped[-1][1], dumped[-1][2]) if dumped else (None, {})
     return CompiledHlo(
-        positions=positions, target=target, tiling_source=tiling.source,
+        positions=positions, target=target.name, tiling_source=tiling.source,
         placeholder=tiling.placeholder, hlo_text=compiled.as_text(),
         thunk_text=thunk_text, gemv_function_names=gemv,
         compiler_options=recorded, xla_flags=tiling.xla_flags,
@@ -252,10 +241,10 @@ def _in_process(cfg, positions_list, target, tiling, dump_dir,
           for n in positions_list]
 
 
-def _needs_child(target: str, tiling: Tiling) -> bool:
+def _needs_child(target: targets_lib.Target, tiling: Tiling) -> bool:
   if tiling.xla_flags:
     return True
-  if target in gpu_targets():
+  if target.deviceless:
     import jax  # pylint: disable=g-import-not-at-top
     return jax.config.jax_platforms != 'cpu'
   return False
@@ -266,11 +255,11 @@ def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
   """Runs the compiles in `python -m nfp_jax.compile` with the tiling's XLA_FLAGS."""
   import os  # pylint: disable=g-import-not-at-top
   request = dict(config=cfg.to_dict(), positions=list(positions_list),
-                 target=target, tiling=tiling_text,
+                 target=target.name, tiling=tiling_text,
                  dump_dir=str(dump_dir) if dump_dir else None,
                  extra_options=extra_options or {})
   env = dict(os.environ, XLA_FLAGS=' '.join(tiling.xla_flags),
-             JAX_PLATFORMS='cpu' if target in gpu_targets() or target == 'cpu'
+             JAX_PLATFORMS='cpu' if target.deviceless or target.name == 'cpu'
              else '', TF_CPP_MIN_LOG_LEVEL='3')
   done = subprocess.run([sys.executable, '-m', 'nfp_jax.compile'],
                         input=json.dumps(request), capture_output=True, text=True,
@@ -283,17 +272,18 @@ def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
   return [CompiledHlo(**dict(r, xla_flags=tuple(r['xla_flags']))) for r in results]
 
 
-def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list, target: str = 'cpu',
-                     tiling: str = 'xla-default', dump_dir=None,
+def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list,
+                     target: targets_lib.Target, tiling: str | None = None,
+                     dump_dir=None,
                      extra_options: dict | None = None) -> list:
   """Compiles the forward of `cfg` at every N in `positions_list`.
 
   Args:
     cfg: the block.
     positions_list: the values of N.
-    target: 'cpu' or 'gpu' (local devices) or a spec-table GPU name
-      (`gpu_targets()`, compiled deviceless).
-    tiling: a tiling source (see the module docstring).
+    target: a local device or a deviceless spec-table target (targets.py).
+    tiling: a tiling source (see the module docstring); None: the target's
+      default.
     dump_dir: keep XLA's dump (one sub-folder per N) there.
     extra_options: more XLA options per compile (recorded), e.g.
       {'xla_gpu_enable_triton_gemm': False} for cuBLAS GEMMs.
@@ -311,8 +301,9 @@ def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list, target: str = 
   return _in_process(cfg, positions_list, target, parsed, dump_dir, extra_options)
 
 
-def compile_hlo(cfg: config_lib.BlockConfig, positions: int, target: str = 'cpu',
-                tiling: str = 'xla-default', dump_dir=None,
+def compile_hlo(cfg: config_lib.BlockConfig, positions: int,
+                target: targets_lib.Target, tiling: str | None = None,
+                dump_dir=None,
                 extra_options: dict | None = None) -> CompiledHlo:
   """Compiles the forward of `cfg` at N=positions; see compile_hlo_many."""
   return compile_hlo_many(cfg, [positions], target, tiling, dump_dir,
@@ -323,12 +314,13 @@ def _child_main() -> None:
   """Child process: a JSON request on stdin, a JSON list of results on stdout."""
   import jax  # pylint: disable=g-import-not-at-top
   request = json.loads(sys.stdin.read())
-  if request['target'] != 'gpu':
+  target = targets_lib.resolve(request['target'])
+  if target.name != 'gpu':
     jax.config.update('jax_platforms', 'cpu')
   cfg = config_lib.BlockConfig(**request['config'])
-  tiling = parse_tiling(request['tiling'], request['target'])
+  tiling = parse_tiling(request['tiling'], target)
   try:
-    results = _in_process(cfg, request['positions'], request['target'], tiling,
+    results = _in_process(cfg, request['positions'], target, tiling,
                           request['dump_dir'], request['extra_options'])
   except CompileError as e:
     print(str(e), file=sys.stderr)

@@ -11,7 +11,9 @@ import hashlib
 import json
 import math
 
+from nfp_jax import errors
 from nfp_jax import presets
+from nfp_jax import routing
 
 MODULES = ('dense', 'moe', 'attention', 'layer', 'model')
 MOE_IMPLS = ('gather', 'ragged', 'dense')
@@ -22,8 +24,7 @@ SHAPE_FIELDS = ('d_model', 'd_ff', 'n_experts', 'top_k', 'n_shared_experts',
                 'n_heads', 'n_kv_heads', 'head_dim', 'n_layers', 'vocab')
 
 
-class ConfigError(ValueError):
-  """A configuration a user asked for that cannot be built; one sentence."""
+ConfigError = errors.ConfigError  # raised here; defined in the leaf errors.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +166,4 @@ def _validate(cfg: BlockConfig) -> None:
     if not 1 <= cfg.top_k <= cfg.n_experts:
       raise ConfigError(f'--top_k must be between 1 and the number of experts '
                         f'({cfg.n_experts}), got {cfg.top_k}.')
-  # Imported here: routing depends on this module's ConfigError.
-  from nfp_jax import routing  # pylint: disable=g-import-not-at-top
   routing.parse(cfg.routing)

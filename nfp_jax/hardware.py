@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nfp_jax import errors
 from nfp_jax import measure
 from nfp_jax import results
 
@@ -36,6 +37,8 @@ class HardwareSpec:
   sources: tuple
   # Fields of stream_executor.GpuTargetConfigProto for deviceless compilation.
   gpu: dict | None = None
+  # Fields of a deviceless XLA:TPU compile (libtpu topology), for TPU targets.
+  tpu: dict | None = None
 
 
 _H100_GPU = dict(compute_capability=(9, 0), clock_rate_ghz=1.98,
@@ -160,7 +163,8 @@ def spec_balance(name: str, dtype: str) -> Balance:
   """The balance of a spec-table accelerator for a compute dtype."""
   spec = SPECS[name]
   if dtype not in spec.peak_flops:
-    raise KeyError(f'{spec.description} has no {dtype} peak in the spec table.')
+    raise errors.ConfigError(f'{spec.description} has no {dtype} peak in the '
+                             'spec table.')
   return Balance(name=name, dtype=dtype, peak_flops=spec.peak_flops[dtype],
                  bandwidth=spec.memory_bandwidth, source='spec',
                  sm_count=spec.sm_count, l2_bytes=spec.l2_bytes,

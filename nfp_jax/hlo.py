@@ -1060,21 +1060,3 @@ def dump_files(folder) -> list:
                   gemv_functions(llvm, module_prefix)))
   return found
 
-
-def blocks_per_sm(kernel: Kernel, threads_per_core_limit: int = 2048,
-                  shared_memory_per_core: int | None = None) -> int:
-  """Blocks of a GPU kernel resident on one SM, bounded by threads and shared
-  memory (registers are not in the dump, so occupancy may be lower)."""
-  per_sm = threads_per_core_limit // max(kernel.threads_per_block or 1, 1)
-  if shared_memory_per_core and kernel.shared_memory_bytes:
-    per_sm = min(per_sm, shared_memory_per_core // kernel.shared_memory_bytes)
-  return max(per_sm, 1)
-
-
-def waves(kernel: Kernel, sm_count: int, threads_per_core_limit: int = 2048,
-          shared_memory_per_core: int | None = None) -> int | None:
-  """Waves of a GPU kernel's grid on `sm_count` SMs (None without a grid)."""
-  if not kernel.grid_blocks or not sm_count:
-    return None
-  return math.ceil(kernel.grid_blocks / (sm_count * blocks_per_sm(
-      kernel, threads_per_core_limit, shared_memory_per_core)))

@@ -15,6 +15,7 @@ from nfp_jax import boundary
 from nfp_jax import compile as compile_lib
 from nfp_jax import hardware
 from nfp_jax import principle
+from nfp_jax import targets as targets_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,34 +41,35 @@ class Prediction:
     return dataclasses.asdict(self)
 
 
-def target_balance(target: str, dtype: str, local_balance=None) -> hardware.Balance:
+def target_balance(target: targets_lib.Target, dtype: str,
+                   local_balance=None) -> hardware.Balance:
   """The balance of a target: the spec table, or the local measured balance.
 
   On NVIDIA GPUs XLA runs float32 matmuls in TF32 by default (JAX's default
   matmul precision), so a float32 block is priced at the TF32 peak there.
   """
-  if target in hardware.SPECS:
-    spec = hardware.SPECS[target]
+  if target.spec is not None:
+    spec = target.spec
     key = 'tf32' if dtype == 'float32' and 'tf32' in spec.peak_flops else dtype
-    balance = hardware.spec_balance(target, key)
+    balance = hardware.spec_balance(target.name, key)
     return dataclasses.replace(balance, dtype=dtype,
                                details=dict(balance.details, peak_dtype=key))
   if local_balance is None:
-    raise ValueError(f'Target {target!r} needs the local measured balance.')
+    raise ValueError(f'Target {target.name!r} needs the local measured balance.')
   return local_balance
 
 
 def _compile_points(cfg, positions, target, tiling, progress):
   compiled = compile_lib.compile_hlo_many(cfg, positions, target, tiling)
   for c in compiled:
-    progress(f'{cfg.module} N={c.positions}: compiled for {target} in '
+    progress(f'{cfg.module} N={c.positions}: compiled for {target.name} in '
              f'{c.compile_s:.2f} s')
   return compiled
 
 
-def _price(compiled, balance, platform, probe, gpu):
+def _price(compiled, balance, target, probe):
   return principle.price_module(compiled.kernels(), compiled.positions, balance,
-                                platform=platform, probe=probe, gpu=gpu,
+                                target=target, probe=probe,
                                 memory=compiled.memory)
 
 
@@ -93,8 +95,8 @@ def _composed(head, layer, head_compiled, layer_compiled, n_layers, balance):
                               floor + alloc + sum(k.t_s for k in kernels))
 
 
-def predict(cfg, positions: Sequence[int], *, target: str = 'cpu',
-            tiling: str = 'xla-default', balance=None, probe: dict | None = None,
+def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
+            tiling: str | None = None, balance=None, probe: dict | None = None,
             taus: Sequence[float] = boundary.TAUS,
             progress: Callable[[str], None] = lambda _: None) -> Prediction:
   """Predicts T(N) at every N of `positions` (which starts at 1).
@@ -102,30 +104,28 @@ def predict(cfg, positions: Sequence[int], *, target: str = 'cpu',
   Args:
     cfg: the block.
     positions: the swept N.
-    target: 'cpu' (the local backend, with `balance` measured here and the
-      granularity `probe`), or a spec-table GPU compiled deviceless.
-    tiling: the tiling source (compile.py) for GPU targets.
-    balance: the local measured balance (required for target 'cpu').
+    target: a local device (with `balance` measured here and, on the CPU, the
+      granularity `probe`), or a spec-table target compiled deviceless.
+    tiling: the tiling source (compile.py); None: the target's default.
+    balance: the local measured balance (required for local targets).
     probe: the granularity probe of this machine (CPU), or None.
     taus: tolerances.
     progress: called with a line per compiled N.
   """
   balance = target_balance(target, cfg.dtype, balance)
-  platform = 'cpu' if target == 'cpu' else 'gpu'
-  gpu = hardware.SPECS[target].gpu if target in hardware.SPECS else None
   if cfg.module == 'model':
     layer_cfg = dataclasses.replace(cfg, module='layer')
     head_cfg = dataclasses.replace(cfg, n_layers=0)
     layers = _compile_points(layer_cfg, positions, target, tiling, progress)
     heads = _compile_points(head_cfg, positions, target, tiling, progress)
-    points = [_composed(_price(h, balance, platform, probe, gpu),
-                        _price(l, balance, platform, probe, gpu), h, l,
+    points = [_composed(_price(h, balance, target, probe),
+                        _price(l, balance, target, probe), h, l,
                         cfg.n_layers, balance) for h, l in zip(heads, layers)]
     compiled = layers + heads
     composition = f'layer x {cfg.n_layers} + head'
   else:
     compiled = _compile_points(cfg, positions, target, tiling, progress)
-    points = [_price(c, balance, platform, probe, gpu) for c in compiled]
+    points = [_price(c, balance, target, probe) for c in compiled]
     composition = 'compiled'
   t_pred = [p.t_s for p in points]
   t_res = [principle.resource_time(cfg, n, balance) for n in positions]
@@ -138,14 +138,14 @@ def predict(cfg, positions: Sequence[int], *, target: str = 'cpu',
     nfp_res[key] = boundary.find(positions, [t / t_res[0] for t in t_res],
                                  tau=tau).nfp
   probe_info = None
-  if probe and platform == 'cpu':
+  if probe and target.platform == 'cpu':
     probe_info = {k: probe.get(k) for k in ('machine_key', 'measured_at', 'version',
                                             'jax', 'rounds')}
   return Prediction(
       positions=list(positions), t_pred_s=t_pred, t_resource_s=t_res,
       nfp_predicted=nfp_pred, nfp_resource=nfp_res,
       n_idle=principle.idle_compute(cfg, balance, taus),
-      binding_mechanism=mechanism, target=target,
+      binding_mechanism=mechanism, target=target.name,
       tiling_source=compiled[0].tiling_source, placeholder=compiled[0].placeholder,
       hardware=balance.to_dict(), probe=probe_info, composition=composition,
       points=[dataclasses.asdict(p) for p in points],

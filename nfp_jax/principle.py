@@ -26,7 +26,6 @@ import numpy as np
 
 from nfp_jax import boundary
 from nfp_jax import costs
-from nfp_jax import hlo
 
 _MAX_POSITIONS = 1 << 30
 
@@ -171,7 +170,26 @@ def price_streamed(kernel, balance) -> KernelTime:
                     t_mem, 0.0, t_mem)
 
 
-def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
+def blocks_per_sm(kernel, spec) -> int:
+  """Blocks of a GPU kernel resident on one SM of `spec`, bounded by threads
+  and shared memory (registers are not in the dump, so occupancy may be
+  lower)."""
+  gpu = spec.gpu if spec is not None and spec.gpu else {}
+  per_sm = gpu.get('threads_per_core_limit', 2048) // max(
+      kernel.threads_per_block or 1, 1)
+  if gpu.get('shared_memory_per_core') and kernel.shared_memory_bytes:
+    per_sm = min(per_sm, gpu['shared_memory_per_core'] // kernel.shared_memory_bytes)
+  return max(per_sm, 1)
+
+
+def waves(kernel, spec) -> int | None:
+  """Waves of a GPU kernel's grid on the SMs of `spec` (None without a grid)."""
+  if not kernel.grid_blocks or spec is None or not spec.sm_count:
+    return None
+  return math.ceil(kernel.grid_blocks / (spec.sm_count * blocks_per_sm(kernel, spec)))
+
+
+def price_gpu(kernel, balance, spec) -> KernelTime:
   """A GEMM kernel on a GPU spec: roofline, with the tile grid and waves for
   Triton GEMMs (padding to tiles, weight panels re-read from HBM per
   position-tile only when a panel does not fit in L2, waves on the SMs)."""
@@ -187,9 +205,8 @@ def price_gpu(kernel, balance, gpu: dict | None) -> KernelTime:
   n_tiles = -(-features // tile_n)
   blocks = kernel.grid_blocks or m_tiles * n_tiles * splits * batch
   sms = balance.sm_count or 1
-  per_sm = (hlo.blocks_per_sm(kernel, gpu['threads_per_core_limit'],
-                              gpu['shared_memory_per_core'])
-            if kernel.threads_per_block and gpu else 1)
+  per_sm = (blocks_per_sm(kernel, spec)
+            if kernel.threads_per_block and spec is not None and spec.gpu else 1)
   waves = -(-blocks // (sms * per_sm))
   # Each SM works through its share of blocks at its share of the peak
   # (co-resident blocks share it): time is quantized by ceil(blocks / SMs).
@@ -287,16 +304,17 @@ def fresh_buffer_time(memory: dict | None, balance) -> float:
       balance.fault_bandwidth)
 
 
-def price_module(kernels, positions: int, balance, *, platform: str,
-                 probe: dict | None = None, gpu: dict | None = None,
+def price_module(kernels, positions: int, balance, *, target,
+                 probe: dict | None = None,
                  memory: dict | None = None) -> CurvePoint:
-  """T_pred of one compiled forward: its kernels plus the fixed costs."""
+  """T_pred of one compiled forward on `target` (targets.Target): its kernels
+  plus the fixed costs."""
   def price(kernel):
     if kernel.kind not in GEMM_KINDS or kernel.dot_dimension_numbers is None:
       return price_streamed(kernel, balance)
-    if platform == 'cpu':
+    if target.platform == 'cpu':
       return price_cpu(kernel, balance, probe)
-    return price_gpu(kernel, balance, gpu)
+    return price_gpu(kernel, balance, target.spec)
   priced = tuple(price(k) for k in kernels)
   floor = balance.call_floor_s + len(priced) * balance.kernel_overhead_s
   alloc = fresh_buffer_time(memory, balance)

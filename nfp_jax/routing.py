@@ -21,7 +21,7 @@ import pathlib
 
 import numpy as np
 
-from nfp_jax.config import ConfigError
+from nfp_jax.errors import ConfigError
 
 _MC_DRAWS = 20000
 

@@ -25,6 +25,7 @@ jax.config.update('jax_platforms', 'cpu')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from nfp_jax import compile as compile_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import targets  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'hlo'
 
@@ -86,7 +87,8 @@ def main() -> None:
     dtype = 'float32' if target == 'cpu' else 'bfloat16'
     cfg = config.resolve(module, 'tiny', dtype=dtype, **choices)
     with tempfile.TemporaryDirectory() as tmp:
-      compiled = compile_lib.compile_hlo(cfg, positions, target, tiling,
+      compiled = compile_lib.compile_hlo(cfg, positions, targets.resolve(target),
+                                         tiling,
                                          dump_dir=tmp if dump else None,
                                          extra_options=extra)
       if dump:

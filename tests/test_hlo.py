@@ -2,6 +2,7 @@
 scripts/make_hlo_fixtures.py through nfp_jax.compile), on malformed input, and
 the tiling CLI reading a dump it has never seen."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -10,7 +11,9 @@ import sys
 
 import pytest
 
+from nfp_jax import hardware
 from nfp_jax import hlo
+from nfp_jax import principle
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DATA = REPO / 'tests' / 'data' / 'hlo'
@@ -123,8 +126,11 @@ def test_thunk_sequence_gives_grids():
   assert gate.grid == (128, 1, 1) and gate.grid_blocks == 128
   assert down.grid_blocks == 256
   assert gate.threads_per_block == 32 * gate.num_warps
-  assert hlo.waves(gate, 132) == 1
-  assert hlo.waves(gate, 100, threads_per_core_limit=128) == 2
+  h100 = hardware.SPECS['h100']
+  assert principle.waves(gate, h100) == 1
+  small = dataclasses.replace(h100, sm_count=100,
+                              gpu=dict(h100.gpu, threads_per_core_limit=128))
+  assert principle.waves(gate, small) == 2
 
 
 def test_cublas_custom_call():

@@ -13,13 +13,14 @@ from nfp_jax import hardware
 from nfp_jax import hlo
 from nfp_jax import predict
 from nfp_jax import principle
+from nfp_jax import targets
 from nfp_jax import validation
 from tests import cli
 from tests.cli import requires_gpu_aot
 
 DATA = pathlib.Path(__file__).parent / 'data'
 H100 = hardware.spec_balance('h100', 'bfloat16')
-H100_GPU = hardware.SPECS['h100'].gpu
+H100_SPEC = hardware.SPECS['h100']
 CPU = hardware.Balance(name='test-cpu', dtype='float32', peak_flops=2e11,
                        bandwidth=4e10, source='test', call_floor_s=5e-6,
                        kernel_overhead_s=1e-6, fault_bandwidth=3e9,
@@ -37,7 +38,7 @@ def triton_gemm(name='h100_dense_n16_cost.txt', positions=16):
 
 def test_triton_gemm_is_priced_from_its_tile_grid():
   kernel = triton_gemm()
-  priced = principle.price_gpu(kernel, H100, H100_GPU)
+  priced = principle.price_gpu(kernel, H100, H100_SPEC)
   rows, features, contraction, batch, splits = principle._dot_sizes(kernel)  # pylint: disable=protected-access
   assert rows == 16
   exact = 2.0 * rows * features * contraction * batch * splits
@@ -57,7 +58,7 @@ def test_padding_steps_at_the_tile_boundary():
     dims[kernel.positions_dim] = rows
     k = dataclasses.replace(kernel, output_shape=dataclasses.replace(out, dims=tuple(dims)),
                             grid_blocks=None)
-    return principle.price_gpu(k, H100, H100_GPU)
+    return principle.price_gpu(k, H100, H100_SPEC)
   inside, full, over = with_rows(1), with_rows(tile), with_rows(tile + 1)
   assert inside.t_compute == full.t_compute  # rows inside the first tile are free
   assert over.position_tiles == 2 and over.t_compute >= full.t_compute
@@ -67,7 +68,7 @@ def test_padding_steps_at_the_tile_boundary():
 def test_cublas_and_reduce_kernels_are_rooflines():
   kernels = fixture_kernels('h100_dense_n64_cublas.txt', 64)
   gemm = next(k for k in kernels if k.kind == 'cublas')
-  priced = principle.price_gpu(gemm, H100, H100_GPU)
+  priced = principle.price_gpu(gemm, H100, H100_SPEC)
   assert priced.t_s == max(priced.bytes / H100.bandwidth, priced.flops / H100.peak_flops)
   other = next(k for k in kernels if k.kind not in principle.GEMM_KINDS)
   streamed = principle.price_streamed(other, H100)
@@ -140,10 +141,11 @@ def test_overhead_binds_when_fixed_costs_dominate():
 
 def test_cpu_prediction_and_model_composition():
   cfg = config.resolve('model', 'tiny', dtype='float32', routing='uniform')
-  one = predict.predict(cfg, [1, 2, 4], target='cpu', balance=CPU,
+  one = predict.predict(cfg, [1, 2, 4], target=targets.resolve('cpu'), balance=CPU,
                         probe=SYNTHETIC_PROBE)
   deeper = predict.predict(dataclasses.replace(cfg, n_layers=4), [1, 2, 4],
-                           target='cpu', balance=CPU, probe=SYNTHETIC_PROBE)
+                           target=targets.resolve('cpu'), balance=CPU,
+                           probe=SYNTHETIC_PROBE)
   assert one.composition == 'layer x 2 + head'
   assert set(one.nfp_predicted) == {'0.05', '0.1', '0.2'}
   assert all(m in principle.MECHANISMS + (None,) for m in one.binding_mechanism.values())
@@ -154,7 +156,8 @@ def test_cpu_prediction_and_model_composition():
 @requires_gpu_aot
 def test_h100_prediction_from_the_spec_table():
   cfg = config.resolve('dense', 'tiny', dtype='bfloat16')
-  p = predict.predict(cfg, [1, 16, 64], target='h100', tiling='cost-model')
+  p = predict.predict(cfg, [1, 16, 64], target=targets.resolve('h100'),
+                      tiling='cost-model')
   assert p.hardware['source'] == 'spec' and p.hardware['ridge'] == pytest.approx(295, rel=0.01)
   assert p.tiling_source == 'cost-model' and not p.placeholder
   assert p.n_idle['0.1'] > 64 and len(p.t_pred_s) == 3
