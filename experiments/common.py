@@ -6,17 +6,12 @@ combination is one configuration with its own config_id.
 
 import datetime
 import itertools
-import logging
 import os
 import pathlib
 import sys
 
 from absl import app
 from absl import flags
-
-# A CPU-only machine with the gpu-aot extra installed: JAX logs a traceback while
-# probing the CUDA plugin. The backend actually used is printed and recorded.
-logging.getLogger('jax._src.xla_bridge').setLevel(logging.CRITICAL)
 
 from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position

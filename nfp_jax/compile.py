@@ -241,12 +241,18 @@ def _in_process(cfg, positions_list, target, tiling, dump_dir,
           for n in positions_list]
 
 
+def _cuda_plugin_kept_out() -> bool:
+  """Whether this process keeps the CUDA plugin out (experiments/__init__.py
+  does on a machine with no accelerator, so that it logs nothing)."""
+  return sys.modules.get('jax_plugins.xla_cuda12', False) is None
+
+
 def _needs_child(target: targets_lib.Target, tiling: Tiling) -> bool:
   if tiling.xla_flags:
     return True
-  if target.deviceless:
+  if target.deviceless and target.platform == 'gpu':
     import jax  # pylint: disable=g-import-not-at-top
-    return jax.config.jax_platforms != 'cpu'
+    return jax.config.jax_platforms != 'cpu' or _cuda_plugin_kept_out()
   return False
 
 

@@ -1,10 +1,17 @@
 """Targets: one name resolved once, with its platform, spec and default tiling."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from nfp_jax import errors
 from nfp_jax import hardware
 from nfp_jax import targets
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_local_targets():
@@ -43,3 +50,20 @@ def test_spec_without_compile_fields_is_not_a_target():
   for name in balance_only:
     with pytest.raises(errors.ConfigError):
       targets.resolve(name)
+
+
+
+def test_entry_points_keep_an_unusable_cuda_plugin_out():
+  """On a machine with no accelerator, importing the entry points' package
+  first keeps the CUDA plugin out: JAX runs on the CPU and logs nothing of it,
+  and compile.py knows to compile deviceless GPU targets in a child process."""
+  import experiments  # pylint: disable=g-import-not-at-top
+  if experiments._has_accelerator():  # pylint: disable=protected-access
+    pytest.skip('this machine has an accelerator: nothing is kept out')
+  code = ('import experiments, jax; print(jax.devices()[0].platform); '
+          'from nfp_jax import compile; print(compile._cuda_plugin_kept_out())')
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, env=env, cwd=ROOT, check=True)
+  assert proc.stdout.split() == ['cpu', 'True']
+  assert 'cudart_stub' not in proc.stderr and 'Traceback' not in proc.stderr
