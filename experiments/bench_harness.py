@@ -28,10 +28,10 @@ flags.DEFINE_string('backend', None, 'JAX backend.')
 def main(argv):
   common.no_arguments(argv)
   device = common.device(FLAGS.backend)
-  dtype = common.native_dtype(device.platform) if FLAGS.dtype == 'auto' else FLAGS.dtype
+  dtype = config.native_dtype(device.platform) if FLAGS.dtype == 'auto' else FLAGS.dtype
   cfg = config.resolve('dense', FLAGS.model, scale=FLAGS.scale, dtype=dtype)
   positions = common.parse_positions(FLAGS.positions)
-  balance = hardware.local_balance(dtype, common.balance_cache(), device)
+  balance = hardware.local_balance(dtype, hardware.cache_file('hardware.json'), device)
   result = sweep.run(cfg, positions, rounds=FLAGS.repeats, balance=balance,
                      device=device)
   s = result.summary

@@ -5,7 +5,6 @@ combination is one configuration with its own config_id.
 """
 
 import datetime
-import itertools
 import os
 import pathlib
 import sys
@@ -13,15 +12,15 @@ import sys
 from absl import app
 from absl import flags
 
-from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
-from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from nfp_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
-from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
-from nfp_jax import targets  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import boundary
+from nfp_jax import config
+from nfp_jax import errors
+from nfp_jax import results
+from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 
-DEFAULT_POSITIONS = '1,2,3,4,6,8,12,16,24,32,48,64'
+DEFAULT_POSITIONS = ','.join(map(str, boundary.DEFAULT_POSITIONS))
 
 
 def define_block_flags(default_module: str | None = 'moe') -> None:
@@ -35,7 +34,7 @@ def define_block_flags(default_module: str | None = 'moe') -> None:
   flags.DEFINE_list('module', default_module,
                     f'Block(s) to run: {", ".join(config.MODULES)}.')
   flags.DEFINE_list('model', None,
-                    'Model preset(s); default per module (see DEFAULT_MODELS).')
+                    'Model preset(s); default per module (config.DEFAULT_MODELS).')
   flags.DEFINE_list('scale', None, 'Width scale(s) in (0, 1]; default per module.')
   for name in config.SHAPE_FIELDS:
     flags.DEFINE_integer(name, None, f'Override the preset\'s {name}.')
@@ -74,17 +73,6 @@ def define_sweep_flags() -> None:
   flags.DEFINE_integer('num_shards', 1, 'Shards the grid is split into.')
 
 
-# Defaults that keep a flagless run of each module within a minute on a 2-core CPU.
-DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
-                  'attention': 'llama3-8b', 'layer': 'olmoe-1b-7b',
-                  'model': 'llama3-8b'}
-# A flagless `--module model` keeps 4 of the preset's layers (compile time grows
-# with depth; the layers are identical). --n_layers or --model restores the preset.
-DEFAULT_OVERRIDES = {'model': {'n_layers': 4}}
-DEFAULT_SCALES = {'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
-                  'model': 0.125}
-
-
 class UsageError(Exception):
   """Bad input: one sentence, exit code 2."""
 
@@ -114,27 +102,23 @@ def run(main) -> None:
 
 
 def parse_positions(text: str) -> list[int]:
+  """The --positions flag as a list of N (boundary.check_positions)."""
   try:
     positions = [int(p) for p in text.split(',') if p.strip()]
   except ValueError:
     raise UsageError(f'--positions must be a comma list of integers, got {text!r}.') from None
-  if not positions:
-    raise UsageError('--positions is empty.')
-  if min(positions) <= 0:
-    raise UsageError(f'Every position must be at least 1, got {min(positions)}.')
-  if any(b <= a for a, b in zip(positions, positions[1:])):
-    raise UsageError(f'--positions must be strictly increasing, got {text!r}.')
-  return positions if positions[0] == 1 else [1] + positions
+  try:
+    return boundary.check_positions(positions)
+  except errors.ConfigError as e:
+    raise UsageError(f'--positions: {e}') from None
 
 
 def parse_tolerance(tau: float) -> float:
-  if not 0 < tau < 1:
-    raise UsageError(f'--tolerance must be in (0, 1), got {tau}.')
+  try:
+    boundary.taus(tau)
+  except errors.ConfigError as e:
+    raise UsageError(f'--tolerance: {e}') from None
   return tau
-
-
-def taus(tolerance: float) -> tuple:
-  return tuple(sorted(set(boundary.TAUS) | {tolerance}))
 
 
 def _numbers(values, cast, name):
@@ -145,50 +129,26 @@ def _numbers(values, cast, name):
                      f'{",".join(values)!r}.') from None
 
 
-def native_dtype(platform: str) -> str:
-  """What --dtype auto means on a backend."""
-  return 'float32' if platform == 'cpu' else 'bfloat16'
-
-
 def block_configs(platform: str = 'cpu') -> list:
-  """The grid of BlockConfigs the block flags describe, validated."""
-  dtypes = [native_dtype(platform) if d == 'auto' else d for d in FLAGS.dtype]
-  overrides = {name: getattr(FLAGS, name) for name in config.SHAPE_FIELDS}
-  kv_lens = _numbers(FLAGS.kv_len, int, 'kv_len')
-  configs = []
-  for module in FLAGS.module:
-    models = FLAGS.model or [DEFAULT_MODELS.get(module, 'tiny')]
-    module_overrides = dict(overrides)
-    if not FLAGS.model:
-      for name, value in DEFAULT_OVERRIDES.get(module, {}).items():
-        if module_overrides.get(name) is None:
-          module_overrides[name] = value
-    scales = _numbers(FLAGS.scale, float, 'scale') if FLAGS.scale else [
-        DEFAULT_SCALES.get(module, 1.0) if not FLAGS.model else 1.0]
-    for model, scale, dtype, impl, routing, mask, attn_impl, kv_len in (
-        itertools.product(models, scales, dtypes, FLAGS.impl, FLAGS.routing,
-                          FLAGS.mask or [None], FLAGS.attn_impl, kv_lens)):
-      cfg = config.resolve(module, model, scale=scale, overrides=module_overrides,
-                           dtype=dtype, param_dtype=FLAGS.param_dtype,
-                           moe_impl=impl, routing=routing, mask=mask,
-                           attn_impl=attn_impl, kv_len=kv_len, seed=FLAGS.seed)
-      if cfg not in configs:
-        configs.append(cfg)
-  return configs
+  """The grid of BlockConfigs the block flags describe (config.grid)."""
+  return config.grid(
+      FLAGS.module, models=FLAGS.model,
+      scales=_numbers(FLAGS.scale, float, 'scale') if FLAGS.scale else None,
+      dtypes=FLAGS.dtype, platform=platform, impls=FLAGS.impl,
+      routings=FLAGS.routing, masks=FLAGS.mask or [None],
+      attn_impls=FLAGS.attn_impl, kv_lens=_numbers(FLAGS.kv_len, int, 'kv_len'),
+      overrides={name: getattr(FLAGS, name) for name in config.SHAPE_FIELDS},
+      param_dtype=FLAGS.param_dtype, seed=FLAGS.seed)
 
 
 def shard(configs: list) -> list:
-  """The configurations of shard --shard_index of --num_shards.
-
-  Round-robin over the grid's order, which depends on the flags only: every
-  configuration lands in exactly one shard, on any machine.
-  """
+  """The configurations of shard --shard_index of --num_shards (config.shard)."""
   if FLAGS.num_shards < 1:
     raise UsageError(f'--num_shards must be at least 1, got {FLAGS.num_shards}.')
   if not 0 <= FLAGS.shard_index < FLAGS.num_shards:
     raise UsageError(f'--shard_index must be in [0, {FLAGS.num_shards}), got '
                      f'{FLAGS.shard_index}.')
-  return configs[FLAGS.shard_index::FLAGS.num_shards]
+  return config.shard(configs, FLAGS.shard_index, FLAGS.num_shards)
 
 
 def output_folder(out: str | None, label: str) -> pathlib.Path:
@@ -228,12 +188,6 @@ def target(name: str):
                      ) from None
 
 
-def balance_cache() -> str:
-  """Where measured hardware balances are cached, per user."""
-  root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-  return os.path.join(root, 'nfp_jax', 'hardware.json')
-
-
 def no_arguments(argv) -> None:
   """Entry points take flags only."""
   if len(argv) > 1:
@@ -258,8 +212,3 @@ def parse_sweep_flags(argv) -> tuple[list[int], float]:
   if FLAGS.repeats < 3:
     raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
   return positions, tau
-
-
-def probe_cache() -> str:
-  """Where the granularity probe (nfp_jax.probe) is cached, per user."""
-  return os.path.join(os.path.dirname(balance_cache()), 'probe.json')

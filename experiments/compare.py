@@ -29,6 +29,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from experiments import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import compare  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import hardware  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -157,7 +158,7 @@ def main(argv):
         f'{out}', file=sys.stderr)
   comparisons = []
   for i, cfg in enumerate(configs):
-    balance = hardware.local_balance(cfg.dtype, common.balance_cache(), device)
+    balance = hardware.local_balance(cfg.dtype, hardware.cache_file('hardware.json'), device)
     provenance = results.provenance(
         seed=cfg.seed, xla_flags=os.environ.get('XLA_FLAGS', ''), device=device,
         **torch_provenance)
@@ -172,7 +173,7 @@ def main(argv):
                 f'{cfg.preset} x{cfg.scale:g} {cfg.dtype} (config {config_id})')
       points, summary = compare.measure_framework(
           framework, cfg, positions, balance=balance, rounds=FLAGS.repeats,
-          warmup=FLAGS.warmup, taus=common.taus(tau), device=device,
+          warmup=FLAGS.warmup, taus=boundary.taus(tau), device=device,
           progress=_progress)
       if summary['status'] != 'ok':
         _progress(f"{framework} failed: {headline(summary['error'])[:300]}")

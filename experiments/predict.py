@@ -43,8 +43,8 @@ def _progress(message: str) -> None:
 def local_inputs(dtype: str):
   """The local balance and granularity probe, measured once per machine."""
   device = jax.devices()[0]
-  balance = hardware.local_balance(dtype, common.balance_cache(), device)
-  probe = probe_lib.local_probe(common.probe_cache(), device=device,
+  balance = hardware.local_balance(dtype, hardware.cache_file('hardware.json'), device)
+  probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                 progress=_progress)
   return balance, probe
 

@@ -19,6 +19,7 @@ import jax
 
 from experiments import common
 from nfp_jax import config
+from nfp_jax import hardware
 from nfp_jax import probe
 
 FLAGS = flags.FLAGS
@@ -58,7 +59,7 @@ def main(argv):
     raise common.UsageError(f'--rounds must be at least 3, got {FLAGS.rounds}.')
   device = common.device(FLAGS.backend)
   result = probe.local_probe(
-      common.probe_cache(), tuple(FLAGS.dtype), rounds=FLAGS.rounds,
+      hardware.cache_file('probe.json'), tuple(FLAGS.dtype), rounds=FLAGS.rounds,
       refresh=FLAGS.refresh, device=device,
       progress=lambda m: print(f'  {m}', file=sys.stderr, flush=True))
   print_probe(result)

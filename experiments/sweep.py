@@ -17,6 +17,7 @@ from absl import flags
 import jax
 
 from experiments import common
+from nfp_jax import boundary
 from nfp_jax import hardware
 from nfp_jax import plots
 from nfp_jax import predict
@@ -84,7 +85,7 @@ def predicted(cfg, positions, balance, device) -> dict:
   try:
     probe = None
     if device.platform == 'cpu':
-      probe = probe_lib.local_probe(common.probe_cache(), device=device,
+      probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                     progress=_progress)
     p = predict.predict(cfg, positions, target=targets.resolve(device.platform),
                         balance=balance,
@@ -102,9 +103,9 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
   """(point records, summary record) of one configuration; a configuration
   that cannot run at all gets a failed summary, so a grid goes on."""
   try:
-    balance = hardware.local_balance(cfg.dtype, common.balance_cache(), device)
+    balance = hardware.local_balance(cfg.dtype, hardware.cache_file('hardware.json'), device)
     result = sweep.run(cfg, positions, rounds=FLAGS.repeats, warmup=FLAGS.warmup,
-                       balance=balance, taus=common.taus(tau), device=device,
+                       balance=balance, taus=boundary.taus(tau), device=device,
                        progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
     if FLAGS.predict:

@@ -255,14 +255,14 @@ def main(argv):
   device = jax.devices()[0]
   records = []
   if cases:
-    balance = hardware.local_balance('float32', common.balance_cache(), device)
-    probe = probe_lib.local_probe(common.probe_cache(), device=device,
+    balance = hardware.local_balance('float32', hardware.cache_file('hardware.json'), device)
+    probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                   progress=_progress)
     for i, case in enumerate(cases):
       _progress(f'[{i + 1}/{len(cases)}] {case.name}')
       case_balance = (balance if case.config().dtype == 'float32' else
                       hardware.local_balance(case.config().dtype,
-                                             common.balance_cache(), device))
+                                             hardware.cache_file('hardware.json'), device))
       record = run_case(case, positions, case_balance, probe, device)
       records.append(record)
       _progress(f"    NFP(0.1) measured {record['nfp_measured']['0.1']}, predicted "

@@ -11,7 +11,33 @@ the CI's upper ends and of its lower ends.
 import dataclasses
 from typing import Sequence
 
+from nfp_jax import errors
+
 TAUS = (0.05, 0.1, 0.2)
+DEFAULT_POSITIONS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+def check_positions(positions: Sequence[int]) -> list[int]:
+  """The swept N as a list that starts at 1 (added if missing): every ratio
+  is relative to T(1). errors.ConfigError unless strictly increasing and >= 1."""
+  positions = list(positions)
+  if not positions:
+    raise errors.ConfigError('The list of positions is empty.')
+  if min(positions) <= 0:
+    raise errors.ConfigError(f'Every position must be at least 1, got '
+                             f'{min(positions)}.')
+  if any(b <= a for a, b in zip(positions, positions[1:])):
+    raise errors.ConfigError(f'Positions must be strictly increasing, got '
+                             f'{",".join(map(str, positions))}.')
+  return positions if positions[0] == 1 else [1] + positions
+
+
+def taus(tolerance: float) -> tuple:
+  """The tolerances a run reports: TAUS and the one asked for, which must be
+  in (0, 1) (errors.ConfigError otherwise)."""
+  if not 0 < tolerance < 1:
+    raise errors.ConfigError(f'The tolerance must be in (0, 1), got {tolerance}.')
+  return tuple(sorted(set(TAUS) | {tolerance}))
 
 
 def tau_key(tau: float) -> str:

@@ -8,6 +8,7 @@ sentence; entry points turn it into exit code 2.
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 
@@ -25,6 +26,23 @@ SHAPE_FIELDS = ('d_model', 'd_ff', 'n_experts', 'top_k', 'n_shared_experts',
 
 
 ConfigError = errors.ConfigError  # raised here; defined in the leaf errors.py
+
+# Defaults that keep a flagless run of each module within a minute on a 2-core
+# CPU: the model preset and width scale per module, and shape overrides (a
+# default `model` keeps 4 of the preset's layers: compile time grows with
+# depth and the layers are identical). Naming a model restores the preset.
+DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
+                  'attention': 'llama3-8b', 'layer': 'olmoe-1b-7b',
+                  'model': 'llama3-8b'}
+DEFAULT_SCALES = {'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
+                  'model': 0.125}
+DEFAULT_OVERRIDES = {'model': {'n_layers': 4}}
+
+
+def native_dtype(platform: str) -> str:
+  """What dtype `auto` means on a platform: XLA:CPU converts bfloat16 matmuls
+  to float32 on every call, so float32 there; bfloat16 on accelerators."""
+  return 'float32' if platform == 'cpu' else 'bfloat16'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +157,48 @@ def resolve(module: str, preset: str = 'tiny', *, scale: float = 1.0,
     cfg = dataclasses.replace(cfg, mask='block')
   _validate(cfg)
   return cfg
+
+
+def grid(modules, *, models=None, scales=None, dtypes=('auto',),
+         platform: str = 'cpu', impls=('gather',), routings=('learned',),
+         masks=(None,), attn_impls=('einsum',), kv_lens=(1024,),
+         overrides: dict | None = None, param_dtype: str | None = None,
+         seed: int = 0) -> list:
+  """Every combination of the given values as validated BlockConfigs, in a
+  stable order (the order of the arguments), without duplicates.
+
+  Without `models`, each module takes its DEFAULT_MODELS preset at its
+  DEFAULT_SCALES scale (unless `scales` is given) with its DEFAULT_OVERRIDES
+  (unless `overrides` sets the field); with `models`, scale 1 and the presets
+  as they are. A dtype 'auto' is the platform's native_dtype.
+  """
+  dtypes = [native_dtype(platform) if d == 'auto' else d for d in dtypes]
+  configs = []
+  for module in modules:
+    module_overrides = dict(overrides or {})
+    if not models:
+      for name, value in DEFAULT_OVERRIDES.get(module, {}).items():
+        if module_overrides.get(name) is None:
+          module_overrides[name] = value
+    module_scales = scales or [1.0 if models else DEFAULT_SCALES.get(module, 1.0)]
+    for model, scale, dtype, impl, route, mask, attn_impl, kv_len in (
+        itertools.product(models or [DEFAULT_MODELS.get(module, 'tiny')],
+                          module_scales, dtypes, impls, routings, masks or [None],
+                          attn_impls, kv_lens)):
+      cfg = resolve(module, model, scale=scale, overrides=module_overrides,
+                    dtype=dtype, param_dtype=param_dtype, moe_impl=impl,
+                    routing=route, mask=mask, attn_impl=attn_impl,
+                    kv_len=kv_len, seed=seed)
+      if cfg not in configs:
+        configs.append(cfg)
+  return configs
+
+
+def shard(configs: list, index: int, count: int) -> list:
+  """Shard `index` of `count` of a grid: round-robin over the grid's order,
+  which depends on its arguments only, so every configuration lands in exactly
+  one shard, on any machine."""
+  return configs[index::count]
 
 
 def _validate(cfg: BlockConfig) -> None:

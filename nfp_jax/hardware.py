@@ -258,6 +258,14 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
       fresh_threshold_bytes=slow[0] * _MIB if slow else None, details=details)
 
 
+def cache_file(name: str) -> str:
+  """Where this user's measurements of this machine are cached:
+  $XDG_CACHE_HOME/nfp_jax/NAME (~/.cache when unset); 'hardware.json' holds
+  the balances, 'probe.json' the granularity probe."""
+  root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(root, 'nfp_jax', name)
+
+
 def machine_key(device=None) -> str:
   """Identifies the machine a cached balance belongs to."""
   device = device or jax.devices()[0]

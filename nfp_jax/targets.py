@@ -10,6 +10,7 @@ the resolved Target, so a name is checked in exactly one place.
 
 import dataclasses
 
+from nfp_jax import config
 from nfp_jax import errors
 from nfp_jax import hardware
 
@@ -44,9 +45,8 @@ class Target:
 
   @property
   def native_dtype(self) -> str:
-    """What `--dtype auto` means here: XLA:CPU converts bfloat16 matmuls to
-    float32 on every call, so float32 there; bfloat16 on accelerators."""
-    return 'float32' if self.platform == 'cpu' else 'bfloat16'
+    """What `--dtype auto` means here (config.native_dtype)."""
+    return config.native_dtype(self.platform)
 
 
 def _spec_platform(spec: hardware.HardwareSpec) -> str | None:

@@ -13,6 +13,9 @@ import pytest
 
 from experiments import sweep  # pylint: disable=unused-import  (defines the flags)
 from experiments import common
+from nfp_jax import boundary
+from nfp_jax import config
+from nfp_jax import errors
 from tests import cli
 
 FLAGS = flags.FLAGS
@@ -116,3 +119,34 @@ def test_study_flagfiles_name_their_command_and_parse(flagfile, cli_env):
     FLAGS(['sweep', f'--flagfile={flagfile}'])
     assert len(common.block_configs('cpu')) >= 2
     FLAGS.unparse_flags()
+
+
+def test_library_grid_takes_plain_lists():
+  configs = config.grid(['dense', 'moe'], models=['tiny'], dtypes=['auto'],
+                        platform='cpu', kv_lens=[8, 16])
+  assert {c.dtype for c in configs} == {'float32'}
+  assert len(configs) == 4 and len(set(configs)) == 4
+  default = config.grid(['model'])
+  assert default[0].preset == config.DEFAULT_MODELS['model']
+  assert default[0].scale == config.DEFAULT_SCALES['model']
+  assert default[0].n_layers == config.DEFAULT_OVERRIDES['model']['n_layers']
+  named = config.grid(['model'], models=['tiny'])
+  assert named[0].scale == 1.0 and named[0].n_layers == config.resolve(
+      'model', 'tiny').n_layers
+  assert config.grid(['dense'], dtypes=['auto'], platform='gpu')[0].dtype == 'bfloat16'
+
+
+def test_library_shard_is_round_robin():
+  items = list(range(7))
+  shards = [config.shard(items, i, 3) for i in range(3)]
+  assert shards[0] == [0, 3, 6] and sorted(sum(shards, [])) == items
+
+
+def test_positions_and_taus_checks():
+  assert boundary.check_positions([2, 4]) == [1, 2, 4]
+  for bad in ([], [0, 1], [1, 4, 2], [1, 2, 2]):
+    with pytest.raises(errors.ConfigError):
+      boundary.check_positions(bad)
+  assert boundary.taus(0.15) == (0.05, 0.1, 0.15, 0.2)
+  with pytest.raises(errors.ConfigError):
+    boundary.taus(1.0)
