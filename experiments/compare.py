@@ -33,6 +33,7 @@ from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import
 from nfp_jax import compare  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import hardware  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 common.define_block_flags('dense')
@@ -149,6 +150,9 @@ def main(argv):
   frameworks = parse_frameworks(FLAGS.frameworks)
   device = common.device(FLAGS.backend)
   configs = common.block_configs(device.platform)
+  available = hardware.available_memory_bytes(device)
+  for cfg in configs:  # before anything is measured
+    sweep.check_fits(cfg, available)
   torch_provenance = setup_torch(frameworks, configs, device)
   out = common.output_folder(FLAGS.out, 'compare-' + '-'.join(FLAGS.module))
   log = results.ResultLog.open(out)

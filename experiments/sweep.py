@@ -126,6 +126,9 @@ def main(argv):
   device = common.device(FLAGS.backend)
   grid = common.block_configs(device.platform)
   configs = common.shard(grid)
+  available = hardware.available_memory_bytes(device)
+  for cfg in configs:  # before anything is measured
+    sweep.check_fits(cfg, available)
   out = common.output_folder(FLAGS.out, '-'.join(FLAGS.module))
   log = results.ResultLog.open(out)
   done = log.summaries()

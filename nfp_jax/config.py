@@ -226,4 +226,6 @@ def _validate(cfg: BlockConfig) -> None:
     if not 1 <= cfg.top_k <= cfg.n_experts:
       raise ConfigError(f'--top_k must be between 1 and the number of experts '
                         f'({cfg.n_experts}), got {cfg.top_k}.')
-  routing.parse(cfg.routing)
+  spec = routing.parse(cfg.routing)
+  if spec.kind == 'trace' and cfg.is_moe:
+    routing.load_trace(spec.path, cfg.n_experts, cfg.top_k)  # readable, in range

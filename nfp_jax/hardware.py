@@ -258,6 +258,26 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
       fresh_threshold_bytes=slow[0] * _MIB if slow else None, details=details)
 
 
+def available_memory_bytes(device=None) -> int | None:
+  """Memory a block measured on `device` can use: an accelerator's own limit
+  (memory_stats), or on the CPU what this machine can still give a process
+  (MemAvailable of /proc/meminfo, else physical pages x page size). None where
+  it is not known."""
+  if device is not None and device.platform != 'cpu':
+    stats = device.memory_stats() or {}
+    return stats.get('bytes_limit')
+  try:
+    for line in pathlib.Path('/proc/meminfo').read_text().splitlines():
+      if line.startswith('MemAvailable:'):
+        return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  try:
+    return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
 def cache_file(name: str) -> str:
   """Where this user's measurements of this machine are cached:
   $XDG_CACHE_HOME/nfp_jax/NAME (~/.cache when unset); 'hardware.json' holds

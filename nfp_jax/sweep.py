@@ -16,6 +16,7 @@ import numpy as np
 from nfp_jax import blocks
 from nfp_jax import boundary
 from nfp_jax import costs
+from nfp_jax import errors
 from nfp_jax import measure
 from nfp_jax import principle
 
@@ -34,6 +35,20 @@ def error_text(error: BaseException) -> str:
     chain.append(chain[-1].__cause__)
   text = ' <- '.join(f'{type(e).__name__}: {e}'.strip() for e in reversed(chain))
   return text if len(text) < 2000 else text[:2000] + ' ...'
+
+
+def check_fits(cfg, available_bytes: int | None) -> None:
+  """errors.ConfigError (one sentence) when the block's weights and caches
+  alone exceed the memory available to measure it; temps and inputs come on
+  top, so passing this check is necessary, not sufficient."""
+  if available_bytes is None:
+    return
+  needed = blocks.state_bytes(cfg)
+  if needed > available_bytes:
+    raise errors.ConfigError(
+        f'{cfg.module} {cfg.preset} x{cfg.scale:g} needs {needed / 2**30:.1f} GiB '
+        f'for its weights and caches; this machine has {available_bytes / 2**30:.1f} '
+        'GiB available (use --scale or smaller shapes).')
 
 
 def each_position(positions: Sequence[int], prepare_one, progress) -> tuple:

@@ -2,7 +2,9 @@
 
 import pytest
 
+from nfp_jax import blocks
 from nfp_jax import config
+from nfp_jax import errors
 from nfp_jax import hardware
 from nfp_jax import measure
 from nfp_jax import sweep
@@ -49,3 +51,13 @@ def test_summary_fields_on_a_real_run():
              for k in s['nfp'])
   assert s['timed_s'] > 0 and s['wall_s'] >= s['timed_s']
   assert all(len(p['samples_s']) == 4 for p in result.points)
+
+
+def test_check_fits_names_what_is_needed_and_what_there_is():
+  cfg = config.resolve('dense', 'tiny', dtype='float32')
+  need = blocks.state_bytes(cfg)
+  assert need == 3 * cfg.d_model * cfg.d_ff * 4
+  sweep.check_fits(cfg, need)
+  sweep.check_fits(cfg, None)
+  with pytest.raises(errors.ConfigError, match='GiB available'):
+    sweep.check_fits(cfg, need - 1)

@@ -80,6 +80,10 @@ BAD = [
     (['--scale', '0.001', '--model', 'tiny'], 'zero'),
     (['--repeats', 'many'], 'repeats'),
     (['--out', '/proc/nfp_results'], 'Cannot write'),
+    (['--routing', 'trace:/no/such/trace.npy', '--model', 'tiny'],
+     'Cannot read routing trace'),
+    (['--module', 'dense', '--model', 'llama3-8b', '--d_ff', '2000000'],
+     'GiB available'),
 ]
 
 

@@ -19,7 +19,8 @@ from nfp_jax.blocks.model import Model
 from nfp_jax.blocks.moe import MoEFFN
 
 __all__ = ['Attention', 'DenseFFN', 'DecoderLayer', 'Model', 'MoEFFN', 'build',
-           'forward', 'abstract_forward', 'inputs', 'abstract_inputs']
+           'forward', 'abstract_forward', 'inputs', 'abstract_inputs',
+           'state_bytes']
 
 
 def build(cfg, rngs: nnx.Rngs | None = None) -> nnx.Module:
@@ -55,6 +56,14 @@ def abstract_forward(cfg):
   """(f, state) with a state of ShapeDtypeStructs: nothing is allocated."""
   graphdef, state = nnx.split(nnx.eval_shape(lambda: build(cfg)))
   return _apply(graphdef), state
+
+
+def state_bytes(cfg) -> int:
+  """Bytes of the block's state (weights, KV cache) as it is allocated to be
+  measured, from its abstract state (nothing is allocated)."""
+  _, state = abstract_forward(cfg)
+  return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(state))
 
 
 def _routing_layers(cfg) -> int:
