@@ -22,6 +22,7 @@ from nfp_jax import hardware
 from nfp_jax import plots
 from nfp_jax import predict
 from nfp_jax import probe as probe_lib
+from nfp_jax import records
 from nfp_jax import results
 from nfp_jax import sweep
 from nfp_jax import targets
@@ -39,7 +40,7 @@ def _progress(message: str) -> None:
 
 
 def print_table(summary: dict, tau: float) -> None:
-  key = repr(float(tau))
+  key = boundary.tau_key(tau)
   cfg = summary['config']
   hw = summary['hardware']
   print(f"\n{summary['module']} {summary['preset']} x{cfg['scale']:g} "
@@ -77,7 +78,8 @@ def print_table(summary: dict, tau: float) -> None:
 def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
   results.write_json(out / f'summary{name}.json', summary)
   if summary.get('status', 'ok') == 'ok':
-    plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
+    plots.ratio_plot(records.Summary.from_json(summary), out / f'ratio{name}.png',
+                     boundary.tau_key(tau))
 
 
 def predicted(cfg, positions, balance, device) -> dict:
