@@ -57,13 +57,13 @@ def framework_config_id(cfg, positions: Sequence[int], framework: str) -> str:
   return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def xla_kernels(hlo_text: str, positions: int) -> list:
-  """The kernels of an optimized HLO module: each dot kernel's source op and
-  kind (cpu_gemv at N=1, cpu_ynn for YNNPACK fusions, ...), then the count of
-  the other kernels (elementwise, gathers, sorts)."""
+def xla_kernels(kernels: list) -> list:
+  """A summary of a module's kernels (hlo.Kernel records): each dot kernel's
+  source op and kind (cpu_gemv at N=1, cpu_ynn for YNNPACK fusions, ...), then
+  the count of the other kernels (elementwise, gathers, sorts)."""
   dots = collections.Counter()
   others = 0
-  for kernel in hlo.read_kernels(hlo_text, positions):
+  for kernel in kernels:
     if kernel.kind == 'other':
       others += 1
     else:
@@ -93,10 +93,10 @@ def prepare_jax(cfg, positions: Sequence[int], *, device=None,
 
   def prepare_one(n):
     args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
-    forward = measure.compile_forward(fn, args)
+    forward = measure.compile_forward(fn, args, read=True, positions=n)
     jax.block_until_ready(forward.executable(*args))
     try:
-      kernels = xla_kernels(forward.executable.as_text(), n)
+      kernels = xla_kernels(forward.hlo.kernels())
     except hlo.HloParseError as e:
       kernels = [dict(op='unreadable HLO', kind=sweep.error_text(e), calls=0)]
     return (lambda: jax.block_until_ready(forward.executable(*args)),

@@ -21,8 +21,6 @@ import dataclasses
 import datetime
 import json
 import math
-import pathlib
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +28,6 @@ import numpy as np
 
 from nfp_jax import costs
 from nfp_jax import hardware
-from nfp_jax import hlo
 from nfp_jax import measure
 from nfp_jax import results
 
@@ -58,10 +55,9 @@ class ReferenceCurve:
   llvm_functions: tuple  # XLA:CPU GEMV function per N (None if not a GEMV)
 
 
-def _kind(text: str, positions: int, gemv_function_names: dict) -> tuple:
+def _kind(kernels: list) -> tuple:
   """(kind, GEMV function) of the GEMM kernel of a compiled probe."""
-  for kernel in hlo.read_kernels(text, positions,
-                                 gemv_function_names=gemv_function_names):
+  for kernel in kernels:
     if kernel.kind != 'other':
       return kernel.kind, kernel.llvm_function
   return 'other', None
@@ -76,21 +72,16 @@ def sweep_reference(dtype: str, contraction: int, features: int,
   weights = jax.device_put(jnp.asarray(
       rng.standard_normal((contraction, features)), dtype), device)
   calls, kinds, functions = {}, [], []
-  with tempfile.TemporaryDirectory(prefix='nfp_jax_probe_') as tmp:
-    for n in positions:
-      x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
-                         device)
-      folder = pathlib.Path(tmp) / f'n{n}'
-      forward = measure.compile_forward(
-          lambda a, w: a @ w, (x, weights),
-          {'xla_dump_to': str(folder), 'xla_dump_hlo_as_text': True})
-      dumped = hlo.dump_files(folder)
-      kind, function = _kind(forward.executable.as_text(), n,
-                             dumped[-1][2] if dumped else {})
-      kinds.append(kind)
-      functions.append(function)
-      calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
-          forward.executable, x)
+  for n in positions:
+    x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
+                       device)
+    forward = measure.compile_forward(lambda a, w: a @ w, (x, weights),
+                                      read=True, positions=n)
+    kind, function = _kind(forward.hlo.kernels())
+    kinds.append(kind)
+    functions.append(function)
+    calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
+        forward.executable, x)
   samples = measure.time_interleaved(calls, rounds, warmup=warmup, seed=seed)
   medians, intervals = [], []
   for n in positions:
