@@ -210,9 +210,11 @@ def summarize(references: list) -> dict:
   return out
 
 
-def run(dtypes=('float32',), shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
-        rounds: int = 7, device=None, progress=lambda _: None) -> dict:
-  """Runs the probe on the local device and returns its JSON-ready result."""
+def measure_references(dtypes=('float32',), shapes=REFERENCE_SHAPES,
+                       positions=DEFAULT_POSITIONS, rounds: int = 7, device=None,
+                       progress=lambda _: None) -> dict:
+  """Measures every reference curve of the probe on the local device; returns
+  the probe's JSON-ready result."""
   device = device or jax.devices()[0]
   references = []
   for dtype in dtypes:
@@ -238,5 +240,5 @@ def local_probe(cache_file: str | None = None, dtypes=('float32',),
   key = json.dumps(dict(machine=hardware.machine_key(device), dtypes=list(dtypes),
                         shapes=[list(s) for s in shapes], positions=list(positions),
                         version=PROBE_VERSION), sort_keys=True)
-  return results.cached(cache_file, key, lambda: run(
+  return results.cached(cache_file, key, lambda: measure_references(
       dtypes, shapes, positions, rounds, device, progress), refresh)
