@@ -36,8 +36,20 @@ def _join(record, kind: str) -> dict:
   return out
 
 
+class _Record:
+  """from_json / to_json of a record dataclass whose kind is KIND."""
+  KIND = ''
+
+  @classmethod
+  def from_json(cls, record: Mapping):
+    return cls(**_split(cls, record))
+
+  def to_json(self) -> dict:
+    return _join(self, self.KIND)
+
+
 @dataclasses.dataclass(frozen=True)
-class Point:
+class Point(_Record):
   """T(N) at one swept N: its samples, median, R(N) with CI and verdict per
   tau; or status 'failed' with the error."""
   config_id: str
@@ -54,16 +66,9 @@ class Point:
 
   KIND = 'point'
 
-  @classmethod
-  def from_json(cls, record: Mapping) -> 'Point':
-    return cls(**_split(cls, record))
-
-  def to_json(self) -> dict:
-    return _join(self, self.KIND)
-
 
 @dataclasses.dataclass(frozen=True)
-class Summary:
+class Summary(_Record):
   """One configuration's curve and boundary, as `sweep` and `compare` write it.
 
   Lists run over `positions` (the N that ran); maps are keyed by
@@ -101,13 +106,6 @@ class Summary:
   extra: dict = dataclasses.field(default_factory=dict)
 
   KIND = 'summary'
-
-  @classmethod
-  def from_json(cls, record: Mapping) -> 'Summary':
-    return cls(**_split(cls, record))
-
-  def to_json(self) -> dict:
-    return _join(self, self.KIND)
 
   @property
   def ok(self) -> bool:
