@@ -80,7 +80,7 @@ def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
     plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
 
 
-def predicted(cfg, positions, balance, device) -> dict:
+def predicted(cfg, positions, balance, device, memory=None) -> dict:
   """The principle's prediction of this sweep, for its summary; never fatal."""
   try:
     probe = None
@@ -88,8 +88,7 @@ def predicted(cfg, positions, balance, device) -> dict:
       probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                     progress=_progress)
     p = predict.predict(cfg, positions, target=targets.resolve(device.platform),
-                        balance=balance,
-                        probe=probe)
+                        balance=balance, probe=probe, memory=memory)
   except Exception as e:  # pylint: disable=broad-except
     return dict(prediction_error=sweep.error_text(e))
   return dict(t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
@@ -109,7 +108,8 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
                        progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
     if FLAGS.predict:
-      summary.update(predicted(cfg, summary['positions'], balance, device))
+      summary.update(predicted(cfg, summary['positions'], balance, device,
+                               predict.program_memory(points)))
   except Exception as e:  # pylint: disable=broad-except
     _progress(f'failed: {sweep.error_text(e)[:300]}')
     points = []

@@ -94,6 +94,13 @@ def _composed(head, layer, n_layers, memory, balance):
                               floor + alloc + sum(k.t_s for k in kernels))
 
 
+def program_memory(sweep_points) -> dict:
+  """N -> memory_analysis of a sweep's compiled executables (its ok points),
+  for `predict(memory=...)`: a model is then not compiled a second time."""
+  return {p['positions']: p['memory_analysis'] for p in sweep_points
+          if p.get('status') == 'ok' and p.get('memory_analysis')}
+
+
 def _program_memory(cfg, positions, target, tiling, balance, memory, progress):
   """N -> the whole program's memory_analysis: from `memory` where given (a
   sweep's compiled executables), else compiled here; {} per N where fresh

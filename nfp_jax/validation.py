@@ -152,11 +152,10 @@ def run_case(case: Case, positions: Sequence[int], *, balance, probe: dict | Non
   cfg = case.config()
   measured = measure(cfg, list(positions), balance)
   summary = measured.summary
-  memory = {p['positions']: p.get('memory_analysis') for p in measured.points
-            if p.get('status') == 'ok' and p.get('memory_analysis')}
   prediction = predict.predict(cfg, summary['positions'],
                                target=targets.resolve('cpu'), balance=balance,
-                               probe=probe, memory=memory)
+                               probe=probe,
+                               memory=predict.program_memory(measured.points))
   return case_record(case.name, summary, prediction, boundary.TAUS)
 
 
