@@ -286,17 +286,38 @@ def cache_file(name: str) -> str:
   return os.path.join(root, 'nfp_jax', name)
 
 
+def _cpuinfo_field(name: str) -> str | None:
+  """The first value of a /proc/cpuinfo field (None where there is none)."""
+  try:
+    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+      if line.split(':', 1)[0].strip() == name:
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return None
+
+
+# The vector-ISA flags that decide which XLA:CPU / YNNPACK kernels run.
+ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw',
+             'avx512vl', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16',
+             'amx_tile', 'amx_bf16', 'amx_int8', 'asimd', 'sve', 'sve2')
+
+
+def cpu_description() -> dict:
+  """The local CPU as a result should name it: model, the vector-ISA flags
+  that matter to XLA:CPU's kernels, and the core count."""
+  flags = set((_cpuinfo_field('flags') or _cpuinfo_field('Features') or '').split())
+  return dict(model=(_cpuinfo_field('model name') or platform.processor()
+                     or platform.machine()),
+              isa_flags=[f for f in ISA_FLAGS if f in flags],
+              cpu_count=os.cpu_count())
+
+
 def machine_key(device=None) -> str:
   """Identifies the machine a cached balance belongs to."""
   device = device or jax.devices()[0]
-  cpu = platform.processor() or platform.machine()
-  try:
-    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        cpu = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
+  cpu = (_cpuinfo_field('model name') or platform.processor()
+         or platform.machine())
   return (f'{platform.node()}|{device.platform}|{device.device_kind}|{cpu}|'
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 

@@ -149,3 +149,45 @@ def overlay_plot(compare: dict, path, tau_key: str = '0.1') -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+_PREDICTOR_STYLE = {'principle': ('tab:blue', 'o'), 'resource': ('tab:orange', 's'),
+                    'idle': ('tab:red', 'x'), 'always_1': ('tab:gray', 'v')}
+
+
+def validation_overview(points: dict, path, tau_key: str = '0.1') -> None:
+  """Predicted vs measured NFP on log axes, one colour per predictor.
+
+  `points` maps a predictor label to (measured, predicted, censored) lists;
+  a measured NFP censored at the grid end is drawn hollow.
+  """
+  fig, ax = plt.subplots(figsize=(6, 5.5))
+  values = [v for m, p, _ in points.values() for v in m + p] or [1]
+  top = max(values) * 2
+  for (label, (measured, predicted, censored)), (color, marker) in zip(
+      points.items(), _PREDICTOR_STYLE.values()):
+    for hollow in (False, True):
+      xs = [m for m, c in zip(measured, censored) if c == hollow]
+      ys = [p for p, c in zip(predicted, censored) if c == hollow]
+      if not xs:
+        continue
+      filled = marker == 'x' or not hollow
+      ax.scatter(xs, ys, marker=marker, color=color, alpha=0.8, zorder=3,
+                 facecolors=color if filled else 'none',
+                 label=label + (' (measured censored)' if hollow else ''))
+  ax.plot([0.5, top], [0.5, top], color='gray', lw=1)
+  for factor, alpha in ((2, 0.08), (1.5, 0.15)):
+    ax.fill_between([0.5, top], [0.5 / factor, top / factor],
+                    [0.5 * factor, top * factor], color='gray', alpha=alpha,
+                    label=f'within x{factor:g}')
+  ax.set_xscale('log', base=2)
+  ax.set_yscale('log', base=2)
+  ax.set_xlim(0.7, top)
+  ax.set_ylim(0.7, top)
+  ax.set_xlabel(f'measured NFP (tau {tau_key})')
+  ax.set_ylabel('predicted NFP (read on the swept grid)')
+  ax.legend(fontsize=7, loc='upper left')
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
