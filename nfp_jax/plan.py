@@ -184,7 +184,7 @@ def _curves_of_json(doc, name: str) -> list:
             for c in _curves_of_json(d, f"{name} {d.get('config_id', '')}".strip())]
   if kind == 'compare':
     return [curve_from_record(dict(fw, framework=fw_name),
-                              f'{name} {fw_name}')
+                              f'{name} {fw_name} ({_describe(doc)})')
             for fw_name, fw in doc.get('frameworks', {}).items() if _ok(fw)]
   if kind == 'summary' and _ok(doc) and doc.get('ratio'):
     label = f"{name} {doc['framework']}" if 'framework' in doc else name
