@@ -100,7 +100,7 @@ def plan_plot(plans, path) -> None:
   ax_ratio.set_ylabel('R(N) = T(N) / T(1) (dashed)')
   ax.set_title(f'{plans[0].accept}, draft cost {plans[0].draft_cost:g}', fontsize=9)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc='upper left')
+  ax.legend(fontsize=7, loc='best')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
