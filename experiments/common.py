@@ -88,7 +88,9 @@ def _checked(check):
 
 def define_plan_flags(required: bool = False) -> None:
   """--accept and --draft_cost (nfp_jax.plan), checked when flags are parsed,
-  so a bad value fails before anything is measured (defined once)."""
+  so a bad value fails before anything is measured (defined once). An entry
+  point that requires --accept checks it in main (require_accept), so that
+  --only_check_args still parses without it."""
   if 'accept' in FLAGS:
     return
   flags.DEFINE_string('accept', None, 'Acceptance model: chain:<alpha> (a drafted '
@@ -100,8 +102,14 @@ def define_plan_flags(required: bool = False) -> None:
                      'diffusion).')
   flags.register_validator('accept', _checked(plan.parse_accept))
   flags.register_validator('draft_cost', _checked(plan.check_draft_cost))
-  if required:
-    flags.mark_flag_as_required('accept')
+
+
+def require_accept():
+  """The nfp_jax.plan.Acceptance of --accept; one sentence if it is missing."""
+  if not FLAGS.accept:
+    raise UsageError('--accept is required: chain:<alpha> or table:<csv of '
+                     'positions,tokens>.')
+  return plan.parse_accept(FLAGS.accept)
 
 
 def print_plan(record: dict, tau: float = 0.1) -> None:

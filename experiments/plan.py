@@ -36,7 +36,7 @@ def main(argv):
     raise common.UsageError('Give one or more results: a sweep or compare folder, '
                             'or a predict JSON.')
   tau = common.parse_tolerance(FLAGS.tolerance)
-  acceptance = plan_lib.parse_accept(FLAGS.accept)
+  acceptance = common.require_accept()
   curves = [c for source in argv[1:] for c in plan_lib.read_curves(source)]
   plans = [plan_lib.plan(c, acceptance, FLAGS.draft_cost, tau) for c in curves]
   for p in plans:
