@@ -114,11 +114,16 @@ def require_accept():
 
 def print_plan(record: dict, tau: float = 0.1) -> None:
   """With --accept: one line, N* and its speedup on the curve of a sweep
-  summary or a prediction (nfp_jax.plan)."""
+  summary or a prediction (nfp_jax.plan). Called once the results are
+  written: a table that lacks a swept N prints its sentence on stderr and
+  the run goes on (a grid keeps measuring)."""
   if FLAGS.accept:
-    print(plan.summary_line(plan.plan(plan.curve_from_record(record),
-                                      plan.parse_accept(FLAGS.accept),
-                                      FLAGS.draft_cost, tau)))
+    try:
+      print(plan.summary_line(plan.plan(plan.curve_from_record(record),
+                                        plan.parse_accept(FLAGS.accept),
+                                        FLAGS.draft_cost, tau)))
+    except errors.Error as e:
+      print(f'plan: {e}', file=sys.stderr)
 
 
 class UsageError(Exception):

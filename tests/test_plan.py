@@ -256,3 +256,15 @@ def test_predict_prints_plan_line(cli_env):
   assert proc.returncode == 0, proc.stderr
   (line,) = [l for l in proc.stdout.splitlines() if l.startswith('plan (')]
   assert line.startswith('plan (chain:0.8, draft cost 0.1): N* = ')
+
+
+@cli.requires_gpu_aot
+def test_predict_with_an_uncovered_table_still_prints_its_prediction(tmp_path,
+                                                                     cli_env):
+  table = _table(tmp_path, '1,1\n2,1.5\n')
+  proc = cli.run('experiments.predict', [
+      '--module', 'dense', '--model', 'tiny', '--target', 'h100',
+      '--positions', '1,2,4', '--accept', 'table:' + table], cli_env)
+  assert proc.returncode == 0, proc.stderr
+  assert 'NFP_pred' in proc.stdout and 'plan (' not in proc.stdout
+  assert 'has no row for N = 4' in proc.stderr
