@@ -27,6 +27,7 @@ from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 common.define_block_flags('dense')
+common.define_plan_flags()
 flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
                     'Comma list of N, increasing; 1 is added if missing.')
 flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless NVIDIA '
@@ -88,6 +89,7 @@ def main(argv):
       positions), provenance=results.provenance(seed=cfg.seed,
                                                 target=target.name))
   print_prediction(cfg, p)
+  common.print_plan(p)
   if out:
     common.write_out(str(out), p)
 

@@ -30,6 +30,7 @@ from nfp_jax import targets
 FLAGS = flags.FLAGS
 common.define_block_flags()
 common.define_sweep_flags()
+common.define_plan_flags()
 flags.DEFINE_bool('predict', True, 'Also predict T(N) with the principle on the '
                   'local backend (XLA:CPU needs the granularity probe, run once '
                   'per machine and cached) and mark it on the plot.')
@@ -157,6 +158,7 @@ def main(argv):
       _write_outputs(out, summary, name, tau)
       if summary['status'] == 'ok':
         print_table(summary, tau)
+        common.print_plan(summary, tau)
     summaries.append(summary)
   if not single:
     results.write_json(out / 'summary.json', {'kind': 'grid', 'summaries': summaries})

@@ -191,3 +191,43 @@ def validation_overview(points: dict, path, tau_key: str = '0.1') -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def plan_plot(plans, path) -> None:
+  """Writes one PNG of one or more plans (nfp_jax.plan.Plan): S(N) with its CI
+  per curve (solid), R(N) on a second axis (dashed, same color), each curve's
+  NFP (dotted vertical) and N* (star)."""
+  fig, ax = plt.subplots(figsize=(8, 4.8))
+  ax_ratio = ax.twinx()
+  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  for i, p in enumerate(plans):
+    color = colors[i % len(colors)]
+    positions = [r['positions'] for r in p.rows]
+    speedup = [r['speedup'] for r in p.rows]
+    name = p.label if len(plans) > 1 else 'S(N)'
+    if all(r['speedup_ci'] for r in p.rows):
+      ax.errorbar(positions, speedup, capsize=3, fmt='o-', color=color,
+                  yerr=[[s - r['speedup_ci'][0] for s, r in zip(speedup, p.rows)],
+                        [r['speedup_ci'][1] - s for s, r in zip(speedup, p.rows)]],
+                  label=f'{name}, 95% CI')
+    else:
+      ax.plot(positions, speedup, 'o-', color=color, label=name)
+    ax_ratio.plot(positions, [r['ratio'] for r in p.rows], '--', color=color,
+                  alpha=0.5, lw=1)
+    ax.axvline(p.nfp, color=color, ls=':', lw=1.5, alpha=0.7)
+    ax.plot([p.best['positions']], [p.best['speedup']], '*', ms=15, color=color,
+            markeredgecolor='black',
+            label=f"N* = {p.best['positions']} (S {p.best['speedup']:.2f}); "
+                  f"NFP({p.tau:g}) = {p.nfp} (dotted)")
+  ax.axhline(1, color='gray', lw=1)
+  ax.set_xscale('log', base=2)
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter('%g'))
+  ax.set_xlabel('positions N per forward')
+  ax.set_ylabel('expected speedup S(N) = a(N) / (R(N) + (N-1) c)')
+  ax_ratio.set_ylabel('R(N) = T(N) / T(1) (dashed)')
+  ax.set_title(f'{plans[0].accept}, draft cost {plans[0].draft_cost:g}', fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc='best')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
