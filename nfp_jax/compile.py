@@ -41,6 +41,7 @@ from nfp_jax import blocks
 from nfp_jax import config as config_lib
 from nfp_jax import errors
 from nfp_jax import hlo
+from nfp_jax import hlo_tpu
 from nfp_jax import measure
 from nfp_jax import targets as targets_lib
 
@@ -74,8 +75,18 @@ class CompiledHlo:
   cost: dict  # compiled.cost_analysis(): flops, bytes accessed
   memory: dict  # compiled.memory_analysis(): argument, output, temp bytes
 
+  @property
+  def is_tpu(self) -> bool:
+    return self.device_kind.startswith('TPU')
+
+  def program(self):
+    """The fusions of a TPU module with the compiler's estimate (hlo_tpu)."""
+    return hlo_tpu.read_program(self.hlo_text, self.positions, cost=self.cost)
+
   def kernels(self) -> list:
-    """The kernel records of this module (hlo.Kernel)."""
+    """The kernel records of this module (hlo.Kernel; hlo_tpu.Fusion on TPU)."""
+    if self.is_tpu:
+      return list(self.program().fusions)
     return hlo.read_kernels(self.hlo_text, self.positions,
                             thunk_text=self.thunk_text,
                             gemv_function_names=self.gemv_function_names)
@@ -225,7 +236,11 @@ def compile_function(fn, abstract_args, positions: int, target: targets_lib.Targ
   with tempfile.TemporaryDirectory(prefix='nfp_jax_dump_') as tmp:
     folder = pathlib.Path(dump_dir or tmp) / f'n{positions}'
     recorded = dict(tiling.compiler_options, **(extra_options or {}))
-    options = dict(recorded, xla_dump_to=str(folder), xla_dump_hlo_as_text=True)
+    # XLA:TPU's compiled text holds everything read (windows, cycles): its
+    # dump is only written when asked for.
+    dump = dump_dir or target.platform != 'tpu'
+    options = dict(recorded, **(dict(xla_dump_to=str(folder),
+                                     xla_dump_hlo_as_text=True) if dump else {}))
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     lowered_at = time.perf_counter()
