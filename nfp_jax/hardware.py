@@ -50,7 +50,8 @@ _H100_GPU = dict(compute_capability=(9, 0), clock_rate_ghz=1.98,
 
 
 def _tpu_spec(name, description, bf16, bandwidth, memory, *, topology,
-              mxu_count, mxu_dim, vmem_bytes, sources, int8=None):
+              mxu_count, mxu_dim, vmem_bytes, sources, int8=None,
+              clock_mxus=None):
   """A TPU spec-table entry (fields in the comment of SPECS below)."""
   peaks = {'bfloat16': bf16, **({'int8': int8} if int8 else {})}
   return HardwareSpec(
@@ -60,7 +61,8 @@ def _tpu_spec(name, description, bf16, bandwidth, memory, *, topology,
                  'bf16 peak',),
       tpu=dict(topology=topology[0], chips_per_host_bounds=topology[1],
                mxu_count=mxu_count, mxu_dim=mxu_dim, vmem_bytes=vmem_bytes,
-               clock_hz=bf16 / (2 * mxu_count * mxu_dim**2), sublane=8,
+               clock_hz=bf16 / (2 * (clock_mxus or mxu_count) * mxu_dim**2),
+               sublane=8,
                lane=128))
 
 SPECS = {s.name: s for s in [
@@ -146,7 +148,12 @@ SPECS = {s.name: s for s in [
     #     array side; vmem_bytes: VMEM per TensorCore (JAX 0.10.2's Pallas
     #     table, jax/_src/pallas/mosaic/tpu_info.py);
     #   clock_hz: derived as peak bf16 / (2 * mxu_count * mxu_dim**2), since
-    #     Google publishes no clock; it converts estimated_cycles to seconds;
+    #     Google publishes no clock; it converts estimated_cycles to seconds.
+    #     v6e: with the 2 MXUs of the docs this gives 3.5 GHz, which XLA:TPU's
+    #     own cycle counts rule out (a compute-bound 16384^3 bf16 matmul is
+    #     estimated at 21.5 M cycles: 409k FLOP per cycle, more than two
+    #     256x256 MXUs do), so its clock is derived with 4 MXU-equivalents
+    #     (1.75 GHz; docs/tpu.md);
     #   sublane: rows of a layout tile (T(8,128)), lane: its columns.
     _tpu_spec('v4', 'Google Cloud TPU v4 (one chip, 2 TensorCores)',
               275 * _T, 1200e9, 32 * 2**30, topology=('v4:2x2x1', (2, 2, 1)),
@@ -170,7 +177,7 @@ SPECS = {s.name: s for s in [
     _tpu_spec('v6e', 'Google Cloud TPU v6e Trillium (one chip, 1 TensorCore)',
               918 * _T, 1640e9, 32 * 10**9, topology=('v6e:2x2', (2, 2, 1)),
               mxu_count=2, mxu_dim=256, vmem_bytes=128 * 2**20,
-              int8=1836 * _T,
+              int8=1836 * _T, clock_mxus=4,
               sources=('Cloud TPU docs, "TPU v6e" system architecture (918 '
                        'TFLOPs bf16, 1836 TOPs int8, 32 GB HBM, one TensorCore '
                        'of 2 MXUs); HBM bandwidth 1640 GBps as in the v6e spec '

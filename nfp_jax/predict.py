@@ -187,7 +187,8 @@ def _compiler_columns(cfg, positions, target, compiled, taus) -> dict:
                    kernel_window=f.kernel_window_bounds,
                    iterations=f.iteration_bounds,
                    estimated_cycles=f.estimated_cycles)
-              for f in p.fusions if f.kind in ('tpu_conv', 'tpu_custom_call')]
+              for f in p.fusions if f.kind != 'tpu_copy' and (
+                  f.dots or f.estimated_cycles or f.kind == 'tpu_custom_call')]
              for p in programs[:count]]
   return dict(t_compiler_s=optimal, nfp_compiler=nfp(optimal),
               t_cycles_s=cycles, nfp_cycles=nfp(cycles), windows=windows)

@@ -16,7 +16,8 @@ A matmul fusion (`tpu_conv`, hlo_tpu.py) on a spec-table TPU (hardware.SPECS
     window of rows streams the weights again).
   * fixed cost: the pipeline prologue. The windows are double-buffered, so the
     DMA of the first kernel and input windows is not overlapped with compute:
-    (kernel window + input window bytes) / HBM bandwidth, from the spec table.
+    (kernel window + input window bytes) / HBM bandwidth, from the spec table
+    (the kernel window is left out when the weights are already in VMEM).
   Time = max(memory, compute) + prologue.
 Other fusions and copies stream their HBM bytes; a Pallas custom call is
 priced from its operands and output the same way.
@@ -100,7 +101,11 @@ def price_fusion(fusion: hlo_tpu.Fusion, balance, spec_tpu: dict
   moved += weights * (windows - 1)
   size = hlo_tpu._ELEMENT_BYTES.get(fusion.dots[-1].dtype, 4) if fusion.dots else 4  # pylint: disable=protected-access
   tile = spec_tpu['sublane'] * spec_tpu['lane']
-  prologue = (_window_bytes(fusion.kernel_window_bounds, tile, size) +
+  kernel_in_vmem = any(  # weights prefetched into VMEM: no HBM prologue
+      space and hlo_tpu._bytes(shape) == weights  # pylint: disable=protected-access
+      for shape, space in zip(fusion.operand_shapes, fusion.operand_spaces))
+  prologue = ((0 if kernel_in_vmem else
+               _window_bytes(fusion.kernel_window_bounds, tile, size)) +
               _window_bytes(fusion.input_window_bounds, tile, size)
               ) / balance.bandwidth
   t_mem = moved / balance.bandwidth
