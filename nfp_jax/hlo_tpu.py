@@ -34,9 +34,11 @@ _NO_WORK = frozenset((
     'copy-done', 'after-all', 'partition-id', 'replica-id', 'opt-barrier',
     'add-dependency'))
 _MATMULS = ('convolution', 'dot')
+_PRIMITIVES = ('dot_general', 'ragged_dot_general', 'ragged_dot', 'tokamax')
 _INSTRUCTION_SHAPE = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)')
 _TILES = re.compile(r'T\([\d,]+\)(?:\([\d,]+\))*')
 _SPACE = re.compile(r'S\((\d+)\)')
+_INDEX_COMMENT = re.compile(r'/\*index=\d+\*/')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +78,12 @@ class Fusion:
   iteration_bounds: tuple | None = None
   estimated_cycles: int | None = None
   emitter: str | None = None  # convolution_algorithm_config.emitter
+  # A Mosaic (Pallas) custom call: its tiling (e.g. ragged_dot_tiling
+  # "32,4096,384": rows, contraction, features) and the cost_estimate its
+  # kernel declares (flops, bytes_accessed, transcendentals).
+  custom_call_target: str | None = None
+  mosaic_tiling: tuple | None = None
+  mosaic_cost: dict | None = None
   dots: tuple = ()
   positions: int | None = None
 
@@ -96,6 +104,20 @@ class Program:
   transcendentals: float | None = None
 
   @property
+  def uncosted_custom_calls(self) -> int:
+    """Entry-level custom calls XLA:TPU's cost model cannot cost (not a
+    Mosaic kernel, e.g. ConcatBitcast): each adds -1 s to optimal_seconds."""
+    return sum(1 for f in self.fusions if f.kind == 'tpu_custom_call' and
+               f.custom_call_target != 'tpu_custom_call')
+
+  @property
+  def compiler_seconds(self) -> float | None:
+    """optimal_seconds with the -1 s of each uncosted custom call taken out."""
+    if self.optimal_seconds is None:
+      return None
+    return self.optimal_seconds + self.uncosted_custom_calls
+
+  @property
   def estimated_cycles(self) -> int:
     """Sum of the compiler's estimated_cycles over the windowed fusions."""
     return sum(f.estimated_cycles or 0 for f in self.fusions)
@@ -105,6 +127,8 @@ class Program:
                 platform='tpu', optimal_seconds=self.optimal_seconds,
                 flops=self.flops, bytes_accessed=self.bytes_accessed,
                 transcendentals=self.transcendentals,
+                uncosted_custom_calls=self.uncosted_custom_calls,
+                compiler_seconds=self.compiler_seconds,
                 estimated_cycles=self.estimated_cycles,
                 fusions=[f.to_dict() for f in self.fusions])
 
@@ -144,22 +168,42 @@ def _prod(values) -> int:
   return math.prod(values) if values else 1
 
 
+def _window(text: str, key: str, count: int) -> list:
+  match = re.search(rf'\b{key}=([\dx]+)', text or '')
+  return [int(v) for v in match.group(1).split('x')] if match else [1] * count
+
+
+def _taps(inst: hlo.Instruction, lhs: hlo.Shape, lhs_labels: str) -> int:
+  """Window taps of a convolution that meet real (not dilation or padding)
+  input elements. XLA:TPU writes a batched matmul (e.g. GQA's kv heads) as a
+  convolution whose window, with lhs dilation and padding, meets one real
+  element per output: a plain matmul has one tap."""
+  spatial = [d for d, l in zip(lhs.dims, lhs_labels) if l.isdigit()]
+  window = inst.attributes.get('window', '')
+  sizes = _window(window, 'size', len(spatial))
+  dilate = _window(window, 'lhs_dilate', len(spatial))
+  return _prod([min(size, -(-size // dil), extent)
+                for size, dil, extent in zip(sizes, dilate, spatial)])
+
+
 def _conv_dot(inst: hlo.Instruction, computation: hlo.Computation) -> Dot:
-  """A convolution used as a matmul: dim_labels such as `bf_io->bf`."""
+  """A convolution used as a matmul: dim_labels such as `bf_io->bf`
+  (lhs_rhs->out; b batch, f feature, i/o the kernel's input/output features,
+  digits spatial). Contraction: the kernel's input features times the window
+  taps; features: the output's f dimensions; rows: the rest of the output."""
   lhs = computation.by_name[inst.operands[0]].shape
   rhs = computation.by_name[inst.operands[1]].shape
   out = inst.shape[0] if isinstance(inst.shape, tuple) else inst.shape
   labels = inst.attributes.get('dim_labels', 'bf_io->bf')
-  rhs_labels = labels.split('_')[1].split('->')[0]
-  out_labels = labels.split('->')[1]
-  inner = _prod([d for d, l in zip(rhs.dims, rhs_labels) if l != 'o'])
+  lhs_labels, rest = labels.split('_', 1)
+  rhs_labels, out_labels = rest.split('->')
+  inner = _prod([d for d, l in zip(rhs.dims, rhs_labels) if l == 'i'])
   features = _prod([d for d, l in zip(out.dims, out_labels) if l == 'f'])
   groups = max(int(inst.attributes.get('feature_group_count', 1)),
                int(inst.attributes.get('batch_group_count', 1)))
   rows = _prod(out.dims) // max(features, 1)
-  del lhs
-  return Dot(groups, rows, inner, features // max(groups, 1), _bytes(rhs),
-             rhs.dtype)
+  return Dot(groups, rows, inner * _taps(inst, lhs, lhs_labels),
+             features // max(groups, 1), _bytes(rhs), rhs.dtype)
 
 
 def _dot_dot(inst: hlo.Instruction, computation: hlo.Computation) -> Dot:
@@ -215,7 +259,11 @@ def _source_ops(module: hlo.Module, inst: hlo.Instruction) -> tuple:
   """Named scopes of the instruction and of every matmul inside it."""
   ops = []
   def add(op_name):
-    scope = hlo._scope(op_name)  # pylint: disable=protected-access
+    op_name = re.sub(r'/tokamax:\{.*$', '/tokamax/kernel', op_name)
+    parts = op_name.split('/')
+    while len(parts) > 2 and parts[-2] in _PRIMITIVES:  # .../expert_gate/
+      parts = parts[:-1]  # ragged_dot_general/ragged-dot-none -> expert_gate
+    scope = hlo._scope('/'.join(parts))  # pylint: disable=protected-access
     if scope and scope not in ops and not scope.startswith('jit('):
       ops.append(scope)
   add(inst.op_name)
@@ -255,6 +303,10 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
   ops = _source_ops(module, inst)
   config = (inst.backend_config or {}).get('convolution_algorithm_config') or {}
   cycles = window.get('estimated_cycles')
+  mosaic = ((inst.backend_config or {}).get('custom_call_config') or {}).get(
+      'cost_estimate')
+  tiling = re.search(r'ragged_dot_tiling="([\d,]+)"',
+                     inst.attributes.get('frontend_attributes', ''))
   return Fusion(
       name=inst.name, kind=kind, opcode=inst.opcode,
       fusion_kind=inst.attributes.get('kind'),
@@ -268,7 +320,12 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
       input_window_bounds=_ints(window.get('input_window_bounds')),
       iteration_bounds=_ints(window.get('iteration_bounds')),
       estimated_cycles=int(cycles) if cycles is not None else None,
-      emitter=config.get('emitter'), dots=dots, positions=positions)
+      emitter=config.get('emitter'),
+      custom_call_target=(inst.attributes.get('custom_call_target') or ''
+                          ).strip('"') or None,
+      mosaic_tiling=_ints(tiling.group(1).split(',')) if tiling else None,
+      mosaic_cost={k: float(v) for k, v in mosaic.items()} if mosaic else None,
+      dots=dots, positions=positions)
 
 
 def read_program(text: str, positions: int | None = None, *, file=None,
@@ -278,6 +335,7 @@ def read_program(text: str, positions: int | None = None, *, file=None,
   Raises:
     hlo.HloParseError: if the text is not HLO.
   """
+  text = _INDEX_COMMENT.sub('', text)  # `/*index=5*/` inside long lists
   module = hlo.parse_module(text)
   entry = module.entry
   layouts = _layouts(text)

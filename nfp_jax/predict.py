@@ -37,7 +37,9 @@ class Prediction:
   points: list  # per N: kernels priced, fixed costs
   compile_s: float
   # XLA:TPU's own cost model beside the principle (TPU targets; else None):
-  # optimal_seconds of compiled.cost_analysis() per N, and the program's
+  # optimal_seconds of compiled.cost_analysis() per N (less the -1 s that
+  # each uncosted custom call adds, hlo_tpu.Program.compiler_seconds), and the
+  # program's
   # estimated_cycles at the spec clock (pricing_tpu.cycles_time).
   t_compiler_s: list | None = None
   nfp_compiler: dict | None = None
@@ -177,7 +179,7 @@ def _compiler_columns(cfg, positions, target, compiled, taus) -> dict:
     if cfg.module == 'model':  # layers first, then heads (predict above)
       return [h + cfg.n_layers * l for l, h in zip(values[:count], values[count:])]
     return values
-  optimal = per_n(lambda p: p.optimal_seconds or 0.0)
+  optimal = per_n(lambda p: p.compiler_seconds or 0.0)
   cycles = per_n(lambda p: pricing_tpu.cycles_time(p, target.spec.tpu))
   def nfp(curve):
     return {boundary.tau_key(t): boundary.find(

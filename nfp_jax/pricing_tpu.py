@@ -19,8 +19,10 @@ A matmul fusion (`tpu_conv`, hlo_tpu.py) on a spec-table TPU (hardware.SPECS
     (kernel window + input window bytes) / HBM bandwidth, from the spec table
     (the kernel window is left out when the weights are already in VMEM).
   Time = max(memory, compute) + prologue.
-Other fusions and copies stream their HBM bytes; a Pallas custom call is
-priced from its operands and output the same way.
+A ragged dot run as a Mosaic kernel (jax.lax.ragged_dot, tokamax.ragged_dot)
+is priced as one matmul per group of rows, reading only the weights of the
+groups that have rows (_price_ragged). Other fusions, copies and custom calls
+stream their HBM bytes.
 
 Nothing here reads the compiler's own estimate (estimated_cycles,
 optimal_seconds): predict.py puts that beside the principle, as a column.
@@ -87,6 +89,9 @@ def price_fusion(fusion: hlo_tpu.Fusion, balance, spec_tpu: dict
   moved = hbm_bytes(fusion)
   name = fusion.source_op if len(fusion.source_ops) < 2 else '+'.join(
       fusion.source_ops)
+  ragged = ragged_dot(fusion)
+  if ragged:
+    return _price_ragged(fusion, name, ragged, balance, spec_tpu)
   if fusion.kind != 'tpu_conv':
     t_mem = moved / balance.bandwidth
     return principle.KernelTime(fusion.name, name, fusion.kind, moved, 0.0,
@@ -114,6 +119,41 @@ def price_fusion(fusion: hlo_tpu.Fusion, balance, spec_tpu: dict
   return principle.KernelTime(fusion.name, name, fusion.kind, moved, flops,
                               t_mem, t_comp, max(t_mem, t_comp) + prologue,
                               position_tiles=passes, waves=windows, tiling=tiling)
+
+
+def ragged_dot(fusion: hlo_tpu.Fusion) -> tuple | None:
+  """(rows, contraction, features, experts, lhs shape, rhs shape) of a ragged
+  dot run as a Mosaic kernel (a custom call with a [rows, K] and an
+  [experts, K, F] operand), else None."""
+  if fusion.kind != 'tpu_custom_call':
+    return None
+  lhs = [s for s in fusion.operand_shapes if getattr(s, 'dims', None) and
+         len(s.dims) == 2 and s.dtype in ('bf16', 'f32', 'f16')]
+  rhs = [s for s in fusion.operand_shapes if getattr(s, 'dims', None) and
+         len(s.dims) == 3]
+  if not lhs or not rhs or lhs[-1].dims[1] != rhs[-1].dims[1]:
+    return None
+  (rows, contraction), (experts, _, features) = lhs[-1].dims, rhs[-1].dims
+  return rows, contraction, features, experts, lhs[-1], rhs[-1]
+
+
+def _price_ragged(fusion, name, ragged, balance, spec_tpu):
+  """A ragged dot: its rows fall into at most min(experts, rows) groups, and
+  only the weights of those groups are read (the Mosaic kernel skips empty
+  groups); each group is a matmul on the MXUs with its rows padded (as
+  dot_compute), the rows split evenly over the groups."""
+  rows, contraction, features, experts, lhs, rhs = ragged
+  groups = max(1, min(experts, rows))
+  per_group = hlo_tpu.Dot(1, -(-rows // groups), contraction, features, 0,
+                          lhs.dtype)
+  flops, t_one, passes = dot_compute(per_group, spec_tpu, balance.peak_flops)
+  moved = (hlo_tpu._bytes(lhs) + hlo_tpu._bytes(rhs) * groups / experts +  # pylint: disable=protected-access
+           hlo_tpu._bytes(fusion.output_shape))  # pylint: disable=protected-access
+  t_mem, t_comp = moved / balance.bandwidth, t_one * groups
+  return principle.KernelTime(fusion.name, name, fusion.kind, moved,
+                              flops * groups, t_mem, t_comp, max(t_mem, t_comp),
+                              position_tiles=passes, waves=groups,
+                              tiling=(fusion.mosaic_tiling,))
 
 
 def price_module(fusions, positions: int, balance, *, target
