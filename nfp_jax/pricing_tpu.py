@@ -62,10 +62,10 @@ def hbm_bytes(fusion: hlo_tpu.Fusion) -> int:
   output unless that lives in VMEM."""
   read = sum(hlo_tpu._bytes(s) for s, space in  # pylint: disable=protected-access
              zip(fusion.operand_shapes, fusion.operand_spaces) if space == 0)
-  if fusion.kind == 'tpu_copy':  # copy-start: (destination, source, context)
-    out = fusion.output_shape
-    return hlo_tpu._bytes(out[0] if isinstance(out, tuple) else out)  # pylint: disable=protected-access
-  written = 0 if fusion.memory_space else hlo_tpu._bytes(fusion.output_shape)  # pylint: disable=protected-access
+  out = fusion.output_shape
+  if fusion.kind == 'tpu_copy' and isinstance(out, tuple):
+    out = out[0]  # copy-start: (destination, source alias, context)
+  written = 0 if fusion.memory_space else hlo_tpu._bytes(out)  # pylint: disable=protected-access
   return read + written
 
 
