@@ -35,7 +35,8 @@ _NO_WORK = frozenset((
     'add-dependency'))
 _MATMULS = ('convolution', 'dot')
 _PRIMITIVES = ('dot_general', 'ragged_dot_general', 'ragged_dot', 'tokamax')
-_INSTRUCTION_SHAPE = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)')
+_INSTRUCTION_SHAPE = re.compile(
+    r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*?)\s+[a-z][\w\-]*\(')
 _TILES = re.compile(r'T\([\d,]+\)(?:\([\d,]+\))*')
 _SPACE = re.compile(r'S\((\d+)\)')
 _INDEX_COMMENT = re.compile(r'/\*index=\d+\*/')
@@ -86,6 +87,7 @@ class Fusion:
   mosaic_cost: dict | None = None
   dots: tuple = ()
   positions: int | None = None
+  reduces: bool = False  # holds a reduce: reads its operands whole (a GEMV)
 
   def to_dict(self) -> dict:
     return hlo._jsonable(dataclasses.asdict(self))  # pylint: disable=protected-access
@@ -149,6 +151,22 @@ def _layouts(text: str) -> dict:
   return found
 
 
+def async_destination(shape):
+  """The destination of an asynchronous start (copy-start: (destination,
+  source, context); slice-start: ((source), destination, context)): its first
+  element that is an array; other shapes as they are."""
+  if isinstance(shape, (tuple, list)):
+    return next((s for s in shape if not isinstance(s, (tuple, list))), None)
+  return shape
+
+
+def _destination_text(shape_text: str | None) -> str | None:
+  if not shape_text or not shape_text.startswith('('):
+    return shape_text
+  parts = hlo._split_top(shape_text[1:-1])  # pylint: disable=protected-access
+  return next((p.strip() for p in parts if not p.strip().startswith('(')), None)
+
+
 def _tiles(shape_text: str | None) -> str | None:
   if not shape_text or ':' not in shape_text:
     return None
@@ -158,7 +176,7 @@ def _tiles(shape_text: str | None) -> str | None:
 
 def _space(shape_text: str | None) -> int:
   """Memory space of a shape: S(1) is VMEM; none written is HBM (0)."""
-  if not shape_text or ':' not in shape_text:
+  if not shape_text or ':' not in shape_text or shape_text.startswith('('):
     return 0
   match = _SPACE.search(shape_text.split(':', 1)[1].split('}')[0])
   return int(match.group(1)) if match else 0
@@ -255,6 +273,17 @@ def _dots(module: hlo.Module, computation: hlo.Computation | None,
   return found
 
 
+def _has_reduce(module: hlo.Module, computation: hlo.Computation | None,
+                seen=None) -> bool:
+  seen = set() if seen is None else seen
+  if computation is None or computation.name in seen:
+    return False
+  seen.add(computation.name)
+  return any(inst.opcode.startswith('reduce') or _has_reduce(
+      module, module.computations.get(inst.called('calls') or ''), seen)
+             for inst in computation.instructions)
+
+
 def _source_ops(module: hlo.Module, inst: hlo.Instruction) -> tuple:
   """Named scopes of the instruction and of every matmul inside it."""
   ops = []
@@ -303,6 +332,9 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
   ops = _source_ops(module, inst)
   config = (inst.backend_config or {}).get('convolution_algorithm_config') or {}
   cycles = window.get('estimated_cycles')
+  own = layouts.get(inst.name)
+  if inst.opcode.endswith('-start'):
+    own = _destination_text(own)
   mosaic = ((inst.backend_config or {}).get('custom_call_config') or {}).get(
       'cost_estimate')
   tiling = re.search(r'ragged_dot_tiling="([\d,]+)"',
@@ -313,8 +345,7 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
       source_op=ops[0] if ops else None, source_ops=ops,
       output_shape=inst.shape, operand_shapes=tuple(o.shape for o in operands),
       operand_spaces=tuple(_space(layouts.get(o.name)) for o in operands),
-      tiles=_tiles(layouts.get(inst.name)),
-      memory_space=_space(layouts.get(inst.name)),
+      tiles=_tiles(own), memory_space=_space(own),
       kernel_window_bounds=_ints(window.get('kernel_window_bounds')),
       output_window_bounds=_ints(window.get('output_window_bounds')),
       input_window_bounds=_ints(window.get('input_window_bounds')),
@@ -325,7 +356,8 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
                           ).strip('"') or None,
       mosaic_tiling=_ints(tiling.group(1).split(',')) if tiling else None,
       mosaic_cost={k: float(v) for k, v in mosaic.items()} if mosaic else None,
-      dots=dots, positions=positions)
+      dots=dots, positions=positions,
+      reduces=inst.opcode.startswith('reduce') or _has_reduce(module, called))
 
 
 def read_program(text: str, positions: int | None = None, *, file=None,
@@ -340,7 +372,8 @@ def read_program(text: str, positions: int | None = None, *, file=None,
   entry = module.entry
   layouts = _layouts(text)
   fusions = tuple(_fusion(module, entry, inst, layouts, positions)
-                  for inst in entry.instructions if inst.opcode not in _NO_WORK)
+                  for inst in entry.instructions if inst.opcode not in _NO_WORK
+                  and not inst.opcode.endswith('-done'))  # its -start is kept
   cost = cost or {}
   return Program(module.name, file, positions, fusions,
                  optimal_seconds=cost.get('optimal_seconds'),

@@ -59,14 +59,18 @@ def _window_bytes(bounds, tile_elems: int, element_bytes: int) -> int:
 
 def hbm_bytes(fusion: hlo_tpu.Fusion) -> int:
   """Bytes a fusion moves to or from HBM: operands not in VMEM, and its
-  output unless that lives in VMEM."""
-  read = sum(hlo_tpu._bytes(s) for s, space in  # pylint: disable=protected-access
-             zip(fusion.operand_shapes, fusion.operand_spaces) if space == 0)
+  output unless that lives in VMEM. Matmuls, reductions and custom calls read
+  their operands whole; other fusions (elementwise, slices, gathers, copies)
+  read at most as much of an operand as they write (principle.kernel_bytes)."""
   out = fusion.output_shape
-  if fusion.kind == 'tpu_copy' and isinstance(out, tuple):
-    out = out[0]  # copy-start: (destination, source alias, context)
-  written = 0 if fusion.memory_space else hlo_tpu._bytes(out)  # pylint: disable=protected-access
-  return read + written
+  if fusion.opcode.endswith('-start'):
+    out = hlo_tpu.async_destination(out)
+  size = hlo_tpu._bytes(out)  # pylint: disable=protected-access
+  whole = fusion.dots or fusion.reduces or fusion.kind == 'tpu_custom_call'
+  read = sum(hlo_tpu._bytes(s) if whole else min(hlo_tpu._bytes(s), size)  # pylint: disable=protected-access
+             for s, space in zip(fusion.operand_shapes, fusion.operand_spaces)
+             if space == 0)
+  return read + (0 if fusion.memory_space else size)
 
 
 def row_windows(fusion: hlo_tpu.Fusion) -> int:
