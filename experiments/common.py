@@ -82,7 +82,7 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
-def run(main) -> None:
+def run_entry_point(main) -> None:
   """app.run with bad flags, UsageError and the library's user errors
   (errors.Error: a bad configuration, target or compile request) as one
   sentence, exit 2."""

@@ -127,4 +127,4 @@ def main(argv):
 if __name__ == '__main__':
   jax.config.update('jax_platforms', 'cpu')
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

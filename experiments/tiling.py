@@ -177,4 +177,4 @@ if __name__ == '__main__':
   # Deviceless NVIDIA compiles need a CPU-only JAX in this process.
   jax.config.update('jax_platforms', 'cpu')
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

@@ -33,6 +33,7 @@ from nfp_jax import hardware  # pylint: disable=g-import-not-at-top,wrong-import
 from nfp_jax import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import predict  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import probe as probe_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import targets  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -268,9 +269,10 @@ def main(argv):
       _progress(f"    NFP(0.1) measured {record['nfp_measured']['0.1']}, predicted "
                 f"{record['nfp_predicted']['0.1']} "
                 f"({record['binding_mechanism']['0.1']}), N_idle {record['n_idle']['0.1']}")
-      plots.ratio_plot(dict(record, module=case.module, preset=case.preset,
-                            config_id=record['config_id'], nfp=record['nfp_measured'],
-                            hardware=case_balance.to_dict()),
+      plots.ratio_plot(records_lib.Summary.from_json(dict(
+          record, module=case.module, preset=case.preset,
+          config_id=record['config_id'], nfp=record['nfp_measured'],
+          hardware=case_balance.to_dict())),
                        out / f"case-{re.sub(r'[^A-Za-z0-9.-]', '_', case.name)}.png")
   anchors = [run_anchor(path) for path in FLAGS.anchor]
   summary = validation.summarize(records) if records else None
@@ -290,4 +292,4 @@ def main(argv):
 
 if __name__ == '__main__':
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

@@ -41,8 +41,6 @@ from nfp_jax import blocks
 from nfp_jax import config as config_lib
 from nfp_jax import errors
 from nfp_jax import hlo
-from nfp_jax import hlo_tpu
-from nfp_jax import measure
 from nfp_jax import targets as targets_lib
 
 CompileError = errors.CompileError  # raised here; defined in the leaf errors.py
@@ -55,44 +53,6 @@ class Tiling:
   placeholder: bool
   compiler_options: dict
   xla_flags: tuple = ()  # options that only work in XLA_FLAGS
-
-
-@dataclasses.dataclass(frozen=True)
-class CompiledHlo:
-  """The optimized HLO of one forward at one N, with where its tiling came from."""
-  positions: int
-  target: str
-  tiling_source: str
-  placeholder: bool
-  hlo_text: str
-  thunk_text: str | None
-  gemv_function_names: dict  # XLA:CPU kernel -> GEMV function (LLVM IR dump)
-  compiler_options: dict
-  xla_flags: tuple
-  lower_s: float
-  compile_s: float
-  device_kind: str
-  cost: dict  # compiled.cost_analysis(): flops, bytes accessed
-  memory: dict  # compiled.memory_analysis(): argument, output, temp bytes
-
-  @property
-  def is_tpu(self) -> bool:
-    return self.device_kind.startswith('TPU')
-
-  def program(self):
-    """The fusions of a TPU module with the compiler's estimate (hlo_tpu)."""
-    return hlo_tpu.read_program(self.hlo_text, self.positions, cost=self.cost)
-
-  def kernels(self) -> list:
-    """The kernel records of this module (hlo.Kernel; hlo_tpu.Fusion on TPU)."""
-    if self.is_tpu:
-      return list(self.program().fusions)
-    return hlo.read_kernels(self.hlo_text, self.positions,
-                            thunk_text=self.thunk_text,
-                            gemv_function_names=self.gemv_function_names)
-
-  def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
 
 
 def _proto_value(value) -> str:
@@ -223,7 +183,7 @@ def _placed(tree, sharding):
 
 def compile_function(fn, abstract_args, positions: int, target: targets_lib.Target,
                      tiling: Tiling, dump_dir=None,
-                     extra_options: dict | None = None) -> CompiledHlo:
+                     extra_options: dict | None = None) -> hlo.CompiledHlo:
   """Compiles `fn(*abstract_args)` in this process (flags must already be set).
 
   `abstract_args` is a pytree of ShapeDtypeStructs; they are placed on the
@@ -239,28 +199,23 @@ def compile_function(fn, abstract_args, positions: int, target: targets_lib.Targ
     # XLA:TPU's compiled text holds everything read (windows, cycles): its
     # dump is only written when asked for.
     dump = dump_dir or target.platform != 'tpu'
-    options = dict(recorded, **(dict(xla_dump_to=str(folder),
-                                     xla_dump_hlo_as_text=True) if dump else {}))
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     lowered_at = time.perf_counter()
     try:
-      compiled = lowered.compile(compiler_options=options)
+      compiled = lowered.compile(compiler_options=hlo.dump_options(
+          recorded, folder) if dump else recorded)
     except Exception as e:  # pylint: disable=broad-except
       first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise CompileError(f'XLA could not compile for {target.name} with tiling '
                          f'{tiling.source}: {first}') from None
     done = time.perf_counter()
-    dumped = hlo.dump_files(folder)
-    thunk_text, gemv = (dumped[-1][1], dumped[-1][2]) if dumped else (None, {})
-    return CompiledHlo(
-        positions=positions, target=target.name, tiling_source=tiling.source,
-        placeholder=tiling.placeholder, hlo_text=compiled.as_text(),
-        thunk_text=thunk_text, gemv_function_names=gemv,
+    return hlo.read_compiled(
+        compiled, positions, folder if dump else None, target=target.name,
+        tiling_source=tiling.source, placeholder=tiling.placeholder,
         compiler_options=recorded, xla_flags=tiling.xla_flags,
         lower_s=lowered_at - start, compile_s=done - lowered_at,
-        device_kind=sharding.mesh.devices.flat[0].device_kind,
-        cost=measure.cost_dict(compiled), memory=measure.memory_dict(compiled))
+        device_kind=sharding.mesh.devices.flat[0].device_kind)
 
 
 def _in_process(cfg, positions_list, target, tiling, dump_dir,
@@ -343,7 +298,7 @@ def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
       errors_seen.append(lines[-1] if lines else 'The compile subprocess failed.')
       continue
     for r in json.loads(out):
-      by_n[r['positions']] = CompiledHlo(**dict(r, xla_flags=tuple(r['xla_flags'])))
+      by_n[r['positions']] = hlo.CompiledHlo(**dict(r, xla_flags=tuple(r['xla_flags'])))
   if errors_seen:
     raise CompileError(errors_seen[0])
   return [by_n[n] for n in positions_list]
@@ -382,7 +337,7 @@ def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list,
 def compile_hlo(cfg: config_lib.BlockConfig, positions: int,
                 target: targets_lib.Target, tiling: str | None = None,
                 dump_dir=None,
-                extra_options: dict | None = None) -> CompiledHlo:
+                extra_options: dict | None = None) -> hlo.CompiledHlo:
   """Compiles the forward of `cfg` at N=positions; see compile_hlo_many."""
   return compile_hlo_many(cfg, [positions], target, tiling, dump_dir,
                           extra_options)[0]

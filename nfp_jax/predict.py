@@ -109,7 +109,7 @@ def _composed(head, layer, head_compiled, layer_compiled, n_layers, balance):
 
 def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
             tiling: str | None = None, balance=None, probe: dict | None = None,
-            taus: Sequence[float] = boundary.TAUS,
+            taus: Sequence[float] = boundary.TAUS, compiled: Sequence | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Prediction:
   """Predicts T(N) at every N of `positions` (which starts at 1).
 
@@ -122,10 +122,20 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
     balance: the local measured balance (required for local targets).
     probe: the granularity probe of this machine (CPU), or None.
     taus: tolerances.
+    compiled: the programs already compiled for these N on the local target
+      (hlo.CompiledHlo per N, in order, as a sweep keeps them from the
+      executables it timed): priced as they are, with no second compile; a
+      whole model is then priced from all of its kernels.
     progress: called with a line per compiled N.
   """
   balance = target_balance(target, cfg.dtype, balance)
-  if cfg.module == 'model':
+  if compiled is not None:
+    compiled = list(compiled)
+    if [c.positions for c in compiled] != list(positions):
+      raise ValueError('compiled programs must be given for exactly the swept N.')
+    points = [_price(c, balance, target, probe) for c in compiled]
+    composition = 'compiled (the executables the sweep timed)'
+  elif cfg.module == 'model':
     layer_cfg = dataclasses.replace(cfg, module='layer')
     head_cfg = dataclasses.replace(cfg, n_layers=0)
     layers = _compile_points(layer_cfg, positions, target, tiling, progress)
