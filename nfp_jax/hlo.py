@@ -1109,8 +1109,20 @@ class CompiledHlo:
   cost: dict  # compiled.cost_analysis(): flops, bytes accessed
   memory: dict  # compiled.memory_analysis(): argument, output, temp bytes
 
+  @property
+  def is_tpu(self) -> bool:
+    return self.device_kind.startswith('TPU')
+
+  def program(self):
+    """The fusions of an XLA:TPU module with the compiler's own estimate
+    (hlo_tpu.Program)."""
+    from nfp_jax import hlo_tpu  # pylint: disable=g-import-not-at-top
+    return hlo_tpu.read_program(self.hlo_text, self.positions, cost=self.cost)
+
   def kernels(self) -> list:
-    """The kernel records of this module (hlo.Kernel)."""
+    """The kernel records of this module (hlo.Kernel; hlo_tpu.Fusion on TPU)."""
+    if self.is_tpu:
+      return list(self.program().fusions)
     return read_kernels(self.hlo_text, self.positions,
                             thunk_text=self.thunk_text,
                             gemv_function_names=self.gemv_function_names)

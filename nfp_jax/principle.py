@@ -341,6 +341,9 @@ def price_module(kernels, positions: int, balance, *, target,
                  memory: dict | None = None) -> CurvePoint:
   """T_pred of one compiled forward on `target` (targets.Target): its kernels
   plus the fixed costs."""
+  if target.platform == 'tpu':
+    from nfp_jax import pricing_tpu  # pylint: disable=g-import-not-at-top
+    return pricing_tpu.price_module(kernels, positions, balance, target=target)
   def price(kernel):
     if kernel.kind not in GEMM_KINDS or kernel.dot_dimension_numbers is None:
       return price_streamed(kernel, balance)
