@@ -116,3 +116,17 @@ def winners(k: int, f: int, positions, spec, *, batch: int = 1,
                     m_tiles=won.m_tiles, blocks=won.blocks, waves=won.waves,
                     split_k=won.config.split_k))
   return out
+
+
+def kernel_winner(kernel, spec) -> dict | None:
+  """The model-autotune choice for one compiled GEMM kernel (None for other
+  kernels): its config, grid, waves and time."""
+  if kernel.kind not in ('triton_gemm', 'cublas') or kernel.dot_dimension_numbers is None:
+    return None
+  won = choose(pricing_gpu.kernel_gemm(kernel), spec)
+  cfg = won.config
+  return dict(backend=cfg.backend, config=cfg.label, tile_positions=cfg.block_m,
+              tile_features=cfg.block_n, block_k=cfg.block_k,
+              split_k=cfg.split_k, num_warps=cfg.num_warps,
+              num_stages=cfg.num_stages, grid_blocks=won.blocks,
+              waves=won.waves, t_s=won.t_s)

@@ -11,6 +11,7 @@ times, plus the model without layers (embedding, final norm, LM head).
 import dataclasses
 from typing import Callable, Sequence
 
+from nfp_jax import autotune as autotune_lib
 from nfp_jax import boundary
 from nfp_jax import compile as compile_lib
 from nfp_jax import hardware
@@ -68,9 +69,11 @@ def _compile_points(cfg, positions, target, tiling, progress):
 
 
 def _price(compiled, balance, target, probe):
+  autotune = (autotune_lib.chooser(target.spec)
+              if compiled.tiling_source == 'model-autotune' else None)
   return principle.price_module(compiled.kernels(), compiled.positions, balance,
                                 target=target, probe=probe,
-                                memory=compiled.memory)
+                                memory=compiled.memory, autotune=autotune)
 
 
 def _scaled(point: principle.CurvePoint, count: int) -> tuple:
