@@ -42,7 +42,7 @@ def load(folder: str) -> list[dict]:
 
 def _shapes(cfg: dict, module: str) -> str:
   parts = [f"d={cfg['d_model']}"]
-  if module in ('dense', 'moe', 'layer', 'model'):
+  if module in ('linear', 'dense', 'moe', 'layer', 'model'):
     parts.append(f"ff={cfg['d_ff']}")
   if cfg.get('n_experts') and module in ('moe', 'layer', 'model'):
     parts.append(f"E{cfg['n_experts']}k{cfg['top_k']}"

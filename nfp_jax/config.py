@@ -16,7 +16,7 @@ from nfp_jax import errors
 from nfp_jax import presets
 from nfp_jax import routing
 
-MODULES = ('dense', 'moe', 'attention', 'layer', 'model')
+MODULES = ('linear', 'dense', 'moe', 'attention', 'layer', 'model')
 MOE_IMPLS = ('gather', 'ragged', 'dense')
 MASKS = ('causal', 'block')
 ATTN_IMPLS = ('einsum', 'dpa')
@@ -37,6 +37,9 @@ DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
 DEFAULT_SCALES = {'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
                   'model': 0.125}
 DEFAULT_OVERRIDES = {'model': {'n_layers': 4}}
+# A `linear` block is one projection: without a model preset it has no default
+# widths, and both must be given.
+LINEAR_WIDTHS = ('d_model', 'd_ff')
 
 
 def native_dtype(platform: str) -> str:
@@ -176,6 +179,13 @@ def grid(modules, *, models=None, scales=None, dtypes=('auto',),
   configs = []
   for module in modules:
     module_overrides = dict(overrides or {})
+    if module == 'linear' and not models:
+      missing = [f'--{w}' for w in LINEAR_WIDTHS if module_overrides.get(w) is None]
+      if missing:
+        raise ConfigError('--module linear needs its widths, --d_model and '
+                          '--d_ff (the input and output width of the '
+                          f'projection), or a --model preset; missing '
+                          f'{" and ".join(missing)}.')
     if not models:
       for name, value in DEFAULT_OVERRIDES.get(module, {}).items():
         if module_overrides.get(name) is None:

@@ -5,7 +5,9 @@ device needed for spec-table GPUs), read each kernel's kind and tiles (hlo.py),
 price them (principle.py) with the target's balance (spec table, or the local
 microbenchmarks and granularity probe), and find the predicted boundary.
 A whole model is composed: one decoder layer compiled and counted n_layers
-times, plus the model without layers (embedding, final norm, LM head).
+times, plus the model without layers (embedding, final norm, LM head); its temp
+and output buffers (which may fault in fresh on every call) are those of the
+whole compiled program, from its memory_analysis.
 """
 
 import dataclasses
@@ -83,24 +85,33 @@ def _scaled(point: principle.CurvePoint, count: int) -> tuple:
                for k in point.kernels)
 
 
-def _composed(head, layer, head_compiled, layer_compiled, n_layers, balance):
-  """head + n_layers x layer, with one call floor. The model's temps are one
-  block that holds every layer's temps (XLA:CPU 0.10.2 does not overlap them
-  across layers: a 4-layer model's temp block is 4 layers' plus the head's)."""
+def _composed(head, layer, n_layers, memory, balance):
+  """head + n_layers x layer, with one call floor, and the fresh buffers of the
+  whole program: `memory` is its memory_analysis (temp and output sizes as
+  XLA allocates them; none of the layer or head compiles tells how XLA lays
+  out the temps of n_layers layers)."""
   kernels = head.kernels + _scaled(layer, n_layers)
   floor = head.floor_s + n_layers * (layer.floor_s - balance.call_floor_s)
-  memory = dict(
-      temp_size_in_bytes=(head_compiled.memory.get('temp_size_in_bytes', 0) +
-                          n_layers * layer_compiled.memory.get('temp_size_in_bytes', 0)),
-      output_size_in_bytes=head_compiled.memory.get('output_size_in_bytes', 0))
   alloc = principle.fresh_buffer_time(memory, balance)
   return principle.CurvePoint(head.positions, kernels, floor, alloc,
                               floor + alloc + sum(k.t_s for k in kernels))
 
 
+def _program_memory(cfg, positions, target, tiling, balance, memory, progress):
+  """N -> the whole program's memory_analysis: from `memory` where given (a
+  sweep's compiled executables), else compiled here; {} per N where fresh
+  buffers are not priced (no page-fault figures in the balance)."""
+  memory = dict(memory or {})
+  missing = [n for n in positions if n not in memory]
+  if missing and balance.fault_bandwidth and balance.fresh_threshold_bytes:
+    for c in _compile_points(cfg, missing, target, tiling, progress):
+      memory[c.positions] = c.memory
+  return {n: memory.get(n) or {} for n in positions}
+
+
 def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
             tiling: str | None = None, balance=None, probe: dict | None = None,
-            taus: Sequence[float] = boundary.TAUS,
+            taus: Sequence[float] = boundary.TAUS, memory: dict | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Prediction:
   """Predicts T(N) at every N of `positions` (which starts at 1).
 
@@ -113,6 +124,9 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
     balance: the local measured balance (required for local targets).
     probe: the granularity probe of this machine (CPU), or None.
     taus: tolerances.
+    memory: for a model, N -> the memory_analysis of the whole compiled
+      program (a sweep's points have it); compiled here where missing and
+      needed.
     progress: called with a line per compiled N.
   """
   balance = target_balance(target, cfg.dtype, balance)
@@ -121,9 +135,12 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
     head_cfg = dataclasses.replace(cfg, n_layers=0)
     layers = _compile_points(layer_cfg, positions, target, tiling, progress)
     heads = _compile_points(head_cfg, positions, target, tiling, progress)
+    memory = _program_memory(cfg, positions, target, tiling, balance, memory,
+                             progress)
     points = [_composed(_price(h, balance, target, probe),
-                        _price(l, balance, target, probe), h, l,
-                        cfg.n_layers, balance) for h, l in zip(heads, layers)]
+                        _price(l, balance, target, probe), cfg.n_layers,
+                        memory[h.positions], balance)
+              for h, l in zip(heads, layers)]
     compiled = layers + heads
     composition = f'layer x {cfg.n_layers} + head'
   else:

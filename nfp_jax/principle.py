@@ -9,8 +9,9 @@ This module reads kernel costs and hardware numbers, never a clock.
 2. Resource slack: T_res(N) = sum_k max(bytes_k(N)/BW, flops_k(N)/peak) over the
    block's ideal kernels (costs.py), with the bytes that grow with N counted.
 3. The principle: T_pred(N) = sum over the kernels XLA compiled at that N, each
-   priced from its own kind and tile grid (GPU: pricing_gpu.py; CPU: the GEMM kind's reference curve from the
-   granularity probe, at the kernel's rows, scaled to its size),
+   priced from its own kind and tile grid (GPU: pricing_gpu.py; CPU: the GEMM
+   kind's reference curve from the granularity probe at the kernel's rows: a
+   fixed part, and a part scaled to its size),
    plus the fixed costs of a call (call floor, per-kernel overhead) and of fresh
    buffers (page faults, where the allocator maps large blocks anew). Every rate comes from the spec table or from separate
    microbenchmarks; nothing is fitted to the curve being predicted.
@@ -168,20 +169,59 @@ def price_streamed(kernel, balance) -> KernelTime:
                     t_mem, 0.0, t_mem)
 
 
+def _at_rows(ref: dict, kind: str, rows: int, call_floor_s: float) -> float:
+  """A reference curve's time of `kind` at `rows`, less the call floor.
+
+  Between swept N the time is interpolated, beyond them extrapolated along the
+  last two points; where the reference ran another kind at that N (the GEMV
+  at N=1), its nearest N of this kind is used.
+  """
+  points = [(n, t) for n, t, k in zip(ref['positions'], ref['t_median_s'],
+                                      ref['kinds']) if k == kind]
+  xs = [n for n, _ in points]
+  ys = [max(t - call_floor_s, 0.0) for _, t in points]
+  if rows <= xs[0] or len(xs) == 1:
+    return ys[0]
+  if rows >= xs[-1]:
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return max(ys[-1] + slope * (rows - xs[-1]), 0.0)
+  return float(np.interp(rows, xs, ys))
+
+
+def fixed_part(refs: list, kind: str, rows: int, call_floor_s: float = 0.0
+               ) -> float:
+  """The part of a reference GEMM's time at `rows` that does not grow with its
+  size K*F (dispatch, packing setup, threading), from the probe's own shapes.
+
+  The line t = fixed + slope * K*F through the two smallest reference sizes of
+  the kind at this N (the smallest shapes run from the caches, where time per
+  weight is the same, so their difference is the size-proportional part):
+  its intercept, kept within [0, the smallest reference's time]. 0 with fewer
+  than two sizes.
+  """
+  sizes = {}
+  for ref in refs:
+    size = ref['contraction'] * ref['features']
+    sizes.setdefault(size, []).append(_at_rows(ref, kind, rows, call_floor_s))
+  if len(sizes) < 2:
+    return 0.0
+  (s0, t0), (s1, t1) = sorted((s, float(np.median(t))) for s, t in sizes.items())[:2]
+  slope = (t1 - t0) / (s1 - s0)
+  return min(max(t0 - slope * s0, 0.0), t0)
+
+
 def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
                    contraction: int, features: int,
                    call_floor_s: float = 0.0) -> float | None:
   """Time of one [rows, K] x [K, F] GEMM of a CPU kernel kind, from the probe.
 
   The probe timed plain GEMMs of this kind on fixed reference shapes at every
-  N; at a given N both the bytes and the FLOPs of a GEMM scale with K*F, so the
-  reference closest in shape (K and F on a log scale: square or thin, in cache
-  or streaming from memory) at the same N, less the call floor, scales by K*F
-  to this kernel.
-  Between swept N the time is interpolated, beyond them extrapolated along the
-  last two points; where the reference ran another kind at that N (the GEMV
-  at N=1), its nearest N of this kind is used. None if the probe never ran
-  this kind.
+  N. At a given N the reference closest in shape (K and F on a log scale:
+  square or thin, in cache or streaming from memory), less the call floor, is
+  split into a fixed part (fixed_part, fit on the probe's shapes at that N)
+  and the rest, which scales with K*F to this kernel: a small GEMM keeps its
+  dispatch cost, a large one is priced by its size. None if the probe never
+  ran this kind.
   """
   refs = [r for r in (probe or {}).get('references', []) if kind in r['kinds']]
   refs = [r for r in refs if r['dtype'] == dtype] or refs
@@ -190,18 +230,10 @@ def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
   ref = min(refs, key=lambda r: math.hypot(
       math.log(r['contraction'] / max(contraction, 1)),
       math.log(r['features'] / max(features, 1))))
-  points = [(n, t) for n, t, k in zip(ref['positions'], ref['t_median_s'],
-                                      ref['kinds']) if k == kind]
-  xs = [n for n, _ in points]
-  ys = [max(t - call_floor_s, 0.0) for _, t in points]
-  if rows <= xs[0] or len(xs) == 1:
-    t = ys[0]
-  elif rows >= xs[-1]:
-    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    t = ys[-1] + slope * (rows - xs[-1])
-  else:
-    t = float(np.interp(rows, xs, ys))
-  return t * contraction * features / (ref['contraction'] * ref['features'])
+  t = _at_rows(ref, kind, rows, call_floor_s)
+  fixed = min(fixed_part(refs, kind, rows, call_floor_s), t)
+  return fixed + (t - fixed) * contraction * features / (
+      ref['contraction'] * ref['features'])
 
 
 def price_cpu(kernel, balance, probe: dict | None) -> KernelTime:

@@ -4,7 +4,8 @@ On XLA:CPU the tiles live inside YNNPACK/Eigen and the HLO only tells which
 kernel runs (a GEMV emitted as LLVM IR at N=1, a YNNPACK fusion for N>=2, a
 plain dot when YNNPACK is off). What those kernels cost as N grows comes from
 this probe: `[N, K] x [K, F]` for every N from 1 to 64 and more coarsely to
-256, on a small fixed set of reference shapes that are never the shapes of a
+256, on a fixed set of reference shapes (a log-spaced grid of K and F plus the
+thin attention shapes, REFERENCE_SHAPES) that are never the shapes of a
 block being predicted (a prediction must not be a re-measurement of its own
 answer). Per N it records the kernel kind (read from the compiled HLO) and
 T(N) (interleaved rounds, medians, bootstrap CIs), and derives:
@@ -34,15 +35,22 @@ from nfp_jax import hlo
 from nfp_jax import measure
 from nfp_jax import results
 
-# (contraction K, features F): a square one that streams from memory (64 MiB of
-# float32 weights, beyond the caches), a square one that stays in cache (4 MiB),
-# and the two thin shapes of attention over a KV cache (scores: K = head_dim,
-# F = cache length; values: K = cache length, F = head_dim; 16 MiB each).
-REFERENCE_SHAPES = ((4096, 4096), (1024, 1024), (128, 32768), (32768, 128))
+# The reference shapes (contraction K, features F) follow a rule fixed in
+# advance, never chosen to match a block that is validated:
+#   - every K x F of a log-spaced grid, K and F in {256, 1024, 4096} (a factor 4
+#     apart, float32 weights from 256 KiB, in the caches, to 64 MiB, streaming
+#     from memory; square, wide and tall), and
+#   - the two thin shapes of attention over a KV cache (scores: K = head_dim
+#     128, F = cache length 32768; values: K = 32768, F = 128; 16 MiB each).
+# The two smallest sizes also give each kind's fixed, size-independent part
+# (principle.fixed_part).
+GRID_SIDES = (256, 1024, 4096)
+THIN_SHAPES = ((128, 32768), (32768, 128))
+REFERENCE_SHAPES = tuple((k, f) for k in GRID_SIDES for f in GRID_SIDES) + THIN_SHAPES
 FINE_POSITIONS = tuple(range(1, 65))
 COARSE_POSITIONS = (80, 96, 128, 192, 256)
 DEFAULT_POSITIONS = FINE_POSITIONS + COARSE_POSITIONS
-PROBE_VERSION = 3
+PROBE_VERSION = 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pathlib
 
 import pytest
 
+from nfp_jax import compile as compile_lib
 from nfp_jax import config
 from nfp_jax import hardware
 from nfp_jax import hlo
@@ -83,24 +84,46 @@ def test_gather_like_kernels_count_what_they_write():
       assert principle.kernel_bytes(k) <= out * (1 + len(k.operand_shapes))
 
 
-SYNTHETIC_PROBE = {'references': [
-    dict(dtype='float32', contraction=1000, features=1000,
-         positions=[1, 2, 3, 4, 8], t_median_s=[1e-3, 2e-3, 2e-3, 2e-3, 3e-3],
-         kinds=['cpu_gemv', 'cpu_ynn', 'cpu_ynn', 'cpu_ynn', 'cpu_ynn']),
-    dict(dtype='float32', contraction=100, features=100000,
-         positions=[1, 2], t_median_s=[5e-3, 5e-3], kinds=['cpu_gemv', 'cpu_ynn'])]}
+def synthetic_reference(k, f, fixed=5e-6, per_element=1e-10, positions=(1, 2, 4, 8)):
+  """A reference curve with a known law: T(N) = fixed + per_element * N*K*F
+  (the GEMV at N=1, cpu_ynn from N=2)."""
+  return dict(dtype='float32', contraction=k, features=f, positions=list(positions),
+              t_median_s=[fixed + per_element * n * k * f for n in positions],
+              kinds=['cpu_gemv'] + ['cpu_ynn'] * (len(positions) - 1))
 
 
-def test_reference_time_interpolates_scales_and_picks_the_shape():
-  ref = lambda rows, k=1000, f=1000, kind='cpu_ynn': principle.reference_time(
+SYNTHETIC_PROBE = {'references': [synthetic_reference(k, f) for k, f in (
+    (256, 256), (256, 1024), (1024, 1024), (4096, 4096), (128, 32768))]}
+
+
+def test_reference_time_keeps_the_fixed_part_and_scales_the_rest():
+  ref = lambda rows, k, f, kind='cpu_ynn': principle.reference_time(
       SYNTHETIC_PROBE, kind, 'float32', rows, k, f)
-  assert ref(1, kind='cpu_gemv') == pytest.approx(1e-3)
-  assert ref(1) == pytest.approx(2e-3)  # nearest N of the kind
-  assert ref(6) == pytest.approx(2.5e-3)  # interpolated
-  assert ref(12) == pytest.approx(4e-3)  # extrapolated along the last two
-  assert ref(4, 2000, 1000) == pytest.approx(4e-3)  # twice the weights
-  assert ref(2, 128, 50000) == pytest.approx(5e-3 * 128 * 50000 / 1e7)  # thin shape
+  law = lambda rows, k, f: 5e-6 + 1e-10 * rows * k * f
+  # A GEMM of another size is priced by the known law: its fixed part kept.
+  for rows, k, f in ((4, 64, 64), (2, 512, 512), (8, 2048, 8192), (6, 3000, 3000),
+                     (12, 4096, 4096), (4, 128, 65536)):
+    assert ref(rows, k, f) == pytest.approx(law(rows, k, f), rel=1e-9)
+  # A small GEMM costs at least the fixed part (not shrunk with its size).
+  assert ref(2, 16, 16) >= 5e-6
+  assert ref(1, 1024, 1024, kind='cpu_gemv') == pytest.approx(law(1, 1024, 1024))
+  assert ref(1, 1024, 1024) == pytest.approx(law(2, 1024, 1024))  # nearest N of the kind
   assert principle.reference_time(SYNTHETIC_PROBE, 'cpu_dot', 'float32', 1, 10, 10) is None
+
+
+def test_fixed_part_is_zero_with_one_size_and_the_shape_is_the_nearest():
+  one = {'references': [synthetic_reference(1000, 1000, fixed=0.0)]}
+  # Without a second size there is no fixed part: the curve scales whole.
+  assert principle.reference_time(one, 'cpu_ynn', 'float32', 4, 2000, 1000) == (
+      pytest.approx(2 * 1e-10 * 4 * 1e6))
+  thin = synthetic_reference(128, 32768, fixed=1e-3)  # a slower thin kernel
+  probe = {'references': SYNTHETIC_PROBE['references'][:4] + [thin]}
+  fixed = principle.fixed_part(probe['references'], 'cpu_ynn', 4)
+  assert fixed == pytest.approx(5e-6)  # from the two smallest sizes
+  # A thin GEMM is priced from the thin reference, not the square ones.
+  got = principle.reference_time(probe, 'cpu_ynn', 'float32', 4, 128, 16384)
+  thin_t = 1e-3 + 1e-10 * 4 * 128 * 32768
+  assert got == pytest.approx(fixed + (thin_t - fixed) / 2)
 
 
 def test_fresh_buffers_fault_as_one_block_above_the_threshold():
@@ -222,3 +245,17 @@ def test_validate_cli_with_a_case_and_an_anchor(tmp_path, cli_env):
   assert (out / 'report.md').exists() and (out / 'overview.png').exists()
   bad = cli.run('experiments.validate', ['--cases', 'nope'], cli_env)
   assert bad.returncode == 2 and 'Unknown case' in bad.stderr
+
+
+def test_model_fresh_buffers_come_from_the_whole_program():
+  cfg = config.resolve('model', 'tiny', dtype='float32')
+  balance = dataclasses.replace(CPU, fresh_threshold_bytes=1)  # every buffer faults
+  cpu = targets.resolve('cpu')
+  whole = compile_lib.compile_hlo(cfg, 2, cpu).memory
+  compiled = predict.predict(cfg, [1, 2], target=cpu, balance=balance)
+  assert compiled.points[1]['alloc_s'] == pytest.approx(
+      principle.fresh_buffer_time(whole, balance))
+  # Given (as a sweep has it), the program's memory_analysis is used as it is.
+  given = {n: dict(temp_size_in_bytes=3e9 * n, output_size_in_bytes=0) for n in (1, 2)}
+  passed = predict.predict(cfg, [1, 2], target=cpu, balance=balance, memory=given)
+  assert [p['alloc_s'] for p in passed.points] == pytest.approx([1.0, 2.0])

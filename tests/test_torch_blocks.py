@@ -41,6 +41,13 @@ def check(expected, out, dtype):
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_linear(dtype):
+  cfg = config.resolve('linear', 'tiny', dtype=dtype,
+                       overrides={'d_model': 48, 'd_ff': 80})
+  check(*outputs(cfg, 3), dtype)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 @pytest.mark.parametrize('positions', [1, 6])
 def test_dense(dtype, positions):
   cfg = config.resolve('dense', 'tiny', dtype=dtype)
