@@ -208,7 +208,7 @@ def _gemm_point(n, won: pricing_gpu.GemmTime, spec) -> principle.CurvePoint:
 
 
 def principle_curve(curve: AnchorCurve, target, tiling: str | None,
-                    progress: Callable[[str], None]) -> tuple:
+                    progress: Callable[[str], None], spec=None) -> tuple:
   """(points, tiling source, configs per N) of the principle's prediction.
 
   A GEMM under model-autotune is derived without compiling: one GEMM problem
@@ -216,11 +216,12 @@ def principle_curve(curve: AnchorCurve, target, tiling: str | None,
   candidate, timed as aiconfigurator does: a kernel node of a CUDA graph, no
   forward floor. Anything else compiles the block (predict.predict)."""
   tiling = tiling or target.default_tiling
+  spec = spec or target.spec
   if curve.kind == 'gemm' and tiling == 'model-autotune':
     points, configs = [], []
     for n in curve.positions:
-      won = autotune.choose(pricing_gpu.Gemm(n, curve.k, curve.f), target.spec)
-      points.append(_gemm_point(n, won, target.spec))
+      won = autotune.choose(pricing_gpu.Gemm(n, curve.k, curve.f), spec)
+      points.append(_gemm_point(n, won, spec))
       configs.append(won.config.label)
     return points, tiling, configs
   from nfp_jax import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -270,18 +271,20 @@ def _missing_mechanism(curve, measured: Nfp, predicted: Nfp, t_pred, spec) -> st
 
 def evaluate_curve(curve: AnchorCurve, *, tiling: str | None = None,
                    taus=boundary.TAUS,
-                   progress: Callable[[str], None] = lambda _: None) -> dict:
+                   progress: Callable[[str], None] = lambda _: None,
+                   spec=None) -> dict:
   """One curve: measured, principle, resource and idle NFP per tau, the
-  principle's binding mechanism, errors and the missing mechanism of a miss."""
+  principle's binding mechanism, errors and the missing mechanism of a miss.
+  spec: replaces the target's spec-table entry (calibration only)."""
   target = targets_lib.resolve(curve.target)
-  spec = target.spec
+  spec = spec or target.spec
   positions = list(curve.positions)
   if curve.kind == 'mlp':
     keep = [i for i, n in enumerate(positions) if n <= VIDUR_MAX_POSITIONS]
     positions = [positions[i] for i in keep]
     curve = dataclasses.replace(curve, positions=tuple(positions),
                                 t_s=tuple(curve.t_s[i] for i in keep))
-  points, source, configs = principle_curve(curve, target, tiling, progress)
+  points, source, configs = principle_curve(curve, target, tiling, progress, spec)
   t_pred = [p.t_s for p in points]
   t_res = resource_curve(curve, spec)
   end = positions[-1]
@@ -382,6 +385,23 @@ def evaluate(paths, *, tiling: str | None = None, taus=boundary.TAUS,
               pricing={t: pricing_gpu.pricing_record(hardware.SPECS[t])
                        for t in targets},
               search_space=autotune.TRITON_SOURCE, curves=records)
+
+
+def calibrate_overlap(path, gpu: str, values=(0.0, 0.25, 0.5, 0.75, 1.0),
+                      every: int = 4, tau_key: str = '0.1') -> dict:
+  """The calibration of pricing constant `overlap` for one GPU: the share
+  within x2 of the principle (model-autotune) on every `every`-th curve of the
+  anchor file, for each value. The value recorded in hardware.py is the best
+  one; this function is how it was chosen, kept so it can be re-run."""
+  curves = [c for c in read(path) if c.gpu == gpu][::every]
+  base = targets_lib.resolve(curves[0].target).spec
+  out = {}
+  for value in values:
+    spec = dataclasses.replace(base, pricing=dict(base.pricing, overlap=value))
+    records = [evaluate_curve(c, tiling='model-autotune', taus=(0.1,), spec=spec)
+               for c in curves]
+    out[value] = _scores(records, tau_key)['principle']
+  return out
 
 
 def _pct(x: float) -> str:

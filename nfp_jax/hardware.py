@@ -90,6 +90,11 @@ PRICING_SOURCES = {
                     'class, taken as 7 TB/s (public Chips and Cheese L2 tests of '
                     'H100 see 5.5-7 TB/s); L40S 5 TB/s (Chips and Cheese, AD102); '
                     'B200 twice H100 (estimate)',
+    'overlap': 'calibrated: the share of the shorter of a kernel wave\'s compute '
+               'and memory time hidden under the longer, one value per GPU chosen '
+               'from {0, 0.25, 0.5, 0.75, 1} by the share within x2 on every '
+               'fourth curve of the aiconfigurator anchor of that GPU '
+               '(anchors.calibrate_overlap); A100 and H100 take the H200 value',
     'blocks_per_core_limit': 'CUDA C++ Programming Guide, table of compute '
                              'capabilities: 32 resident blocks per SM on sm_80 and '
                              'sm_90, 24 on sm_89',
@@ -102,17 +107,18 @@ PRICING_SOURCES = {
                     'x64_warpgroupsize*; split-K via splitKreduce_kernel; M=1 via '
                     'gemv kernels',
 }
-CALIBRATION = ('GPU pricing constants launch_graph_s, hbm_efficiency, dram_fill_s '
-               'and tensor_efficiency are calibrated on the development anchors '
+CALIBRATION = ('GPU pricing constants launch_graph_s, hbm_efficiency, dram_fill_s, '
+               'tensor_efficiency and overlap are calibrated on the development anchors '
                '(aiconfigurator bf16 GEMMs on H200 and L40S; one figure per GPU: '
-               'the smallest kernel, the best bandwidth, the best FLOP rate); see '
+               'the smallest kernel, the GEMV bandwidth line, the best FLOP rate, '
+               'and the overlap that scores best on every fourth curve); see '
                'hardware.PRICING_SOURCES. Nothing else is fitted.')
 
 _SM80_TILES = ((64, 64), (128, 64), (64, 128), (128, 128), (256, 128), (128, 256))
 _SM90_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
 _HOPPER_PRICING = dict(launch_graph_s=2.44e-6, launch_eager_s=4e-6,
                        forward_floor_graph_s=3e-6, forward_floor_eager_s=10e-6,
-                       hbm_efficiency=0.85, dram_fill_s=1.37e-6, tensor_efficiency=0.84,
+                       hbm_efficiency=0.85, dram_fill_s=1.37e-6, overlap=1.0, tensor_efficiency=0.84,
                        mma_sync_fraction=0.6, dram_latency_s=0.65e-6,
                        l2_bandwidth=7e12, blocks_per_core_limit=32,
                        base_registers=32, cublas_tiles=_SM90_TILES)
@@ -211,6 +217,7 @@ SPECS = {s.name: s for s in [
                  l2_cache_size=100663296, device_memory_size=48 * 2**30,
                  core_count=142),
         pricing=dict(_AMPERE_PRICING, launch_graph_s=1.74e-6, hbm_efficiency=0.9,
+                     overlap=0.0,
                      tensor_efficiency=0.70, dram_latency_s=0.6e-6,
                      l2_bandwidth=5e12, blocks_per_core_limit=24)),
     HardwareSpec(

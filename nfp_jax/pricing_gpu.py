@@ -25,11 +25,15 @@ the features, block_k, split-K s, warps, stages) on a spec-table GPU:
              law: a grid of few small single-stage blocks cannot fill HBM); all
              loads (HBM and L2 hits) also pass the busy SMs' share of the L2
              bandwidth, so a grid of few blocks cannot stream at full speed.
-  per wave   max(compute, memory); kernel = sum over waves.
+  per wave   max(compute, memory) + (1 - overlap) x min(compute, memory): the
+             part of the shorter one the pipeline does not hide (prologue,
+             epilogue, issue slots shared by loads and MMAs); kernel = sum over
+             waves.
   launch     every kernel costs launch_graph_s (a node of a CUDA graph; decode
              steps run as graphs) or launch_eager_s, and a forward a floor.
-  split-K    a reduce kernel reads the partials (L2 part at L2 speed) and writes
-             the output.
+  split-K    the partials are reduced (L2 part at L2 speed) into the output: by a
+             second kernel for XLA's Triton split-K, in place inside the kernel
+             for cuBLAS (cublasLt reduction scheme INPLACE).
   cuBLAS     custom calls carry no tile: their CTA tiles come from public kernel
              names (hardware.PRICING_SOURCES['cublas_tiles']); the rule is the
              one cuBLAS's heuristic aims at: the fastest listed tile and split-K
@@ -153,6 +157,19 @@ def fits(gemm: Gemm, cfg: GemmConfig, spec) -> bool:
   return not limit or shared_memory_bytes(gemm, cfg) <= limit
 
 
+def _occupancy(cfg: GemmConfig, in_bytes: int, spec) -> int:
+  key = (cfg, in_bytes, spec.name, id(spec))
+  if key not in _OCCUPANCY:
+    smem = max(cfg.num_stages, 1) * (cfg.block_m + cfg.block_n) * cfg.block_k * in_bytes
+    # The spec is kept with the value so its id is never reused while cached.
+    _OCCUPANCY[key] = (spec, resident_blocks(spec, 32 * cfg.num_warps, smem,
+                                             registers_per_thread(cfg, spec)))
+  return _OCCUPANCY[key][1]
+
+
+_OCCUPANCY = {}
+
+
 def _uses_wgmma(cfg: GemmConfig, spec) -> bool:
   major = (spec.gpu or {}).get('compute_capability', (8, 0))[0]
   if major < 9 or cfg.backend != 'triton':
@@ -175,9 +192,12 @@ def gemm_time(gemm: Gemm, cfg: GemmConfig, spec, *, graph: bool = True,
   m_tiles, n_tiles = -(-gemm.m // bm), -(-gemm.f // bn)
   k_split = -(-gemm.k // s)
   blocks = m_tiles * n_tiles * s * gemm.batch
-  threads = threads or 32 * cfg.num_warps
-  smem = shared_memory or shared_memory_bytes(gemm, cfg)
-  per_sm = resident_blocks(spec, threads, smem, registers_per_thread(cfg, spec))
+  if shared_memory or threads:
+    threads = threads or 32 * cfg.num_warps
+    smem = shared_memory or shared_memory_bytes(gemm, cfg)
+    per_sm = resident_blocks(spec, threads, smem, registers_per_thread(cfg, spec))
+  else:
+    per_sm = _occupancy(cfg, gemm.in_bytes, spec)
   concurrent = sms * per_sm
   waves = -(-blocks // concurrent)
   b = gemm.in_bytes
@@ -213,12 +233,18 @@ def gemm_time(gemm: Gemm, cfg: GemmConfig, spec, *, graph: bool = True,
 
   full, rest = divmod(blocks, concurrent)
   parts = [wave(concurrent)] * full + ([wave(rest)] if rest else [])
-  t_kernel = c['dram_fill_s'] + sum(max(tc, tm) for tc, tm in parts)
+  hidden = c['overlap']
+  t_kernel = c['dram_fill_s'] + sum(max(tc, tm) + (1 - hidden) * min(tc, tm)
+                                    for tc, tm in parts)
   t_reduce = 0.0
-  if s > 1:  # the reduce: partials (L2 part at L2 speed) in, output out
+  # The split-K reduce: partials (L2 part at L2 speed) in, output out. cuBLAS
+  # reduces in place inside the GEMM kernel (cublasLt reduction scheme
+  # INPLACE: no second kernel); XLA's Triton split-K is a second kernel.
+  inplace = cfg.backend == 'cublas'
+  if s > 1:
     t_reduce = (partial_hit * partials / c['l2_bandwidth'] +
                 ((1 - partial_hit) * partials + out) / hbm_bw)
-  launches = 2 if s > 1 else 1
+  launches = 2 if s > 1 and not inplace else 1
   return GemmTime(
       cfg, t_kernel + t_reduce + launches * launch_s(spec, graph), t_kernel,
       t_reduce, launches, sum(tc for tc, _ in parts), sum(tm for _, tm in parts),
