@@ -85,16 +85,20 @@ PRICING_SOURCES = {
                       'al. 2021 "Dissecting the Ampere GPU architecture"; Luo et '
                       'al. 2024 arXiv:2402.13499 for Hopper): roughly 0.5-0.7 us '
                       'under load; used in Little\'s law for a block\'s bytes in flight',
-    'l2_bandwidth': 'L2-to-SM bandwidth: NVIDIA A100 whitepaper (5120 bytes/clk '
-                    'x 1.41 GHz = 7.2 TB/s); H100/H200 the same per clock and SM '
-                    'class, taken as 7 TB/s (public Chips and Cheese L2 tests of '
-                    'H100 see 5.5-7 TB/s); L40S 5 TB/s (Chips and Cheese, AD102); '
-                    'B200 twice H100 (estimate)',
+    'l2_bandwidth': 'L2-to-SM bandwidth. A100: NVIDIA A100 whitepaper (5120 '
+                    'bytes/clk x 1.41 GHz = 7.2 TB/s). H100/H200: calibrated on '
+                    'every fourth H200 curve of the aiconfigurator anchor among '
+                    '{7, 10, 14} TB/s (14 TB/s is 54 bytes/clk per SM at 1.98 GHz, '
+                    'against A100\'s 47; public Chips and Cheese tests of H100 PCIe '
+                    'saw 5.5-7 TB/s, so this may also absorb TMA multicast of '
+                    'shared tiles). L40S: 5 TB/s (Chips and Cheese, AD102; the '
+                    'L40S anchor scores the same at 10). B200: twice H100 (estimate)',
     'overlap': 'calibrated: the share of the shorter of a kernel wave\'s compute '
                'and memory time hidden under the longer, one value per GPU chosen '
                'from {0, 0.25, 0.5, 0.75, 1} by the share within x2 on every '
                'fourth curve of the aiconfigurator anchor of that GPU '
-               '(anchors.calibrate_overlap); A100 and H100 take the H200 value',
+               '(anchors.calibrate_overlap): H200 1.0, L40S 0.0; A100 and H100 '
+               'take the H200 value',
     'blocks_per_core_limit': 'CUDA C++ Programming Guide, table of compute '
                              'capabilities: 32 resident blocks per SM on sm_80 and '
                              'sm_90, 24 on sm_89',
@@ -108,19 +112,21 @@ PRICING_SOURCES = {
                     'gemv kernels',
 }
 CALIBRATION = ('GPU pricing constants launch_graph_s, hbm_efficiency, dram_fill_s, '
-               'tensor_efficiency and overlap are calibrated on the development anchors '
+               'tensor_efficiency, overlap and (Hopper) l2_bandwidth are calibrated on the development anchors '
                '(aiconfigurator bf16 GEMMs on H200 and L40S; one figure per GPU: '
                'the smallest kernel, the GEMV bandwidth line, the best FLOP rate, '
-               'and the overlap that scores best on every fourth curve); see '
+               'and the overlap and Hopper L2 bandwidth that score best on every '
+               'fourth curve); see '
                'hardware.PRICING_SOURCES. Nothing else is fitted.')
 
 _SM80_TILES = ((64, 64), (128, 64), (64, 128), (128, 128), (256, 128), (128, 256))
 _SM90_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
 _HOPPER_PRICING = dict(launch_graph_s=2.44e-6, launch_eager_s=4e-6,
                        forward_floor_graph_s=3e-6, forward_floor_eager_s=10e-6,
-                       hbm_efficiency=0.85, dram_fill_s=1.37e-6, overlap=1.0, tensor_efficiency=0.84,
-                       mma_sync_fraction=0.6, dram_latency_s=0.65e-6,
-                       l2_bandwidth=7e12, blocks_per_core_limit=32,
+                       hbm_efficiency=0.85, dram_fill_s=1.37e-6, overlap=1.0,
+                       tensor_efficiency=0.84, mma_sync_fraction=0.6,
+                       dram_latency_s=0.65e-6, l2_bandwidth=14e12,
+                       blocks_per_core_limit=32,
                        base_registers=32, cublas_tiles=_SM90_TILES)
 _AMPERE_PRICING = dict(_HOPPER_PRICING, mma_sync_fraction=1.0,
                        dram_latency_s=0.55e-6, l2_bandwidth=7.2e12,
@@ -148,7 +154,7 @@ SPECS = {s.name: s for s in [
         gpu=dict(_H100_GPU, memory_bandwidth=4800000000000,
                  l2_cache_size=52428800, device_memory_size=150754820096,
                  core_count=132),
-        pricing=dict(_HOPPER_PRICING, l2_bandwidth=7e12)),
+        pricing=_HOPPER_PRICING),
     HardwareSpec(
         'a100', 'NVIDIA A100 SXM4 80GB',
         {'bfloat16': 312 * _T, 'float16': 312 * _T, 'tf32': 156 * _T,
@@ -196,7 +202,7 @@ SPECS = {s.name: s for s in [
         gpu=dict(_H100_GPU, compute_capability=(10, 0), clock_rate_ghz=1.965,
                  memory_bandwidth=8000000000000, l2_cache_size=132120576,
                  device_memory_size=180 * 10**9, core_count=148),
-        pricing=dict(_HOPPER_PRICING, l2_bandwidth=14e12)),
+        pricing=dict(_HOPPER_PRICING, l2_bandwidth=28e12)),
     HardwareSpec(
         'l40s', 'NVIDIA L40S 48GB',
         {'bfloat16': 362.05 * _T, 'float16': 362.05 * _T, 'float8': 733 * _T,
