@@ -8,9 +8,10 @@ cases, beside the idle-compute and `smallest` naive predictors.
 Each case is measured by the sweep's harness and predicted by the principle
 from the compiled kernels, the measured balance and the granularity probe (which
 never see the case's curve). Writes into --out: report.json (`cases`,
-`summary`, `anchors`), report.md and a plot per case plus an overview.
---anchor adds external measured curves (vidur format: cuBLAS on A100/H100),
-predicted with XLA's tiling for the matching target: cross-backend.
+`summary`, `anchor_summary`), report.md and a plot per case plus an overview.
+--anchor FILE (with --anchor_only: nothing measured here) scores public GPU
+curves (nfp_jax.anchors: vidur MLPs, aiconfigurator GEMMs) for the matching
+target with its default tiling: anchors.json, anchors.md and anchors.png.
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from experiments import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import anchors as anchors_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import costs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -42,11 +44,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Run the quick subset of the grid.')
 flags.DEFINE_list('cases', None, 'Run only these case names (see --list).')
 flags.DEFINE_bool('list', False, 'List the cases and exit.')
-flags.DEFINE_list('anchor', [], 'External measured curves (vidur MLP CSV files).')
+flags.DEFINE_list('anchor', [], 'GPU anchor files (../shared/anchors: vidur MLP '
+                  'profiles, the aiconfigurator GEMM table), scored by '
+                  'nfp_jax.anchors into anchors.json/.md/.png.')
 flags.DEFINE_bool('anchor_only', False, 'Only the anchors, no CPU cases.')
 flags.DEFINE_string('positions', '1,2,3,4,6,8,12,16,24,32,48,64', 'Swept N.')
 flags.DEFINE_integer('repeats', 30, 'Timed rounds per case.')
-flags.DEFINE_string('tiling', 'cost-model', 'Tiling source for anchor targets.')
+flags.DEFINE_string('tiling', None, 'Tiling source for anchor targets (default: '
+                    'the target\'s default tiling).')
 flags.DEFINE_string('out', None, 'Output folder (default: results/<time>-validate).')
 
 
@@ -134,48 +139,20 @@ def run_case(case, positions, balance, probe, device) -> dict:
   return validation.case_record(case.name, measured, prediction, boundary.TAUS)
 
 
-def run_anchor(path: str) -> dict:
-  """Predicts an external measured MLP curve for its target with XLA's tiling."""
-  try:
-    anchor = validation.read_anchor(path)
-  except (OSError, ValueError) as e:
-    raise common.UsageError(f'Cannot use --anchor {path}: {e}') from None
-  target = next((t for t in ('h100', 'a100') if t in pathlib.Path(path).name), None)
-  if target is None:
-    raise common.UsageError(f'--anchor {path}: its name must say a100 or h100.')
-  keep = [i for i, n in enumerate(anchor['positions']) if n <= 256]
-  positions = [anchor['positions'][i] for i in keep]
-  t_measured = [anchor['t_s'][i] for i in keep]
-  cfg = config.resolve('dense', 'llama3-8b', dtype='float16',
-                       overrides=dict(d_model=anchor['d_model'], d_ff=anchor['d_ff']))
-  prediction = predict.predict(cfg, positions, target=targets.resolve(target),
-                               tiling=FLAGS.tiling,
-                               progress=_progress)
-  measured = {}
-  for tau in boundary.TAUS:
-    key = boundary.tau_key(tau)
-    measured[key] = boundary.find(positions, [t / t_measured[0] for t in t_measured],
-                                  tau=tau).nfp
-  summary = dict(config_id=cfg.config_id(positions), config=cfg.to_dict(),
-                 positions=positions, nfp=measured,
-                 nfp_bracket={}, nfp_range={}, t_median_s=t_measured,
-                 ratio=[t / t_measured[0] for t in t_measured],
-                 ratio_ci=[[r, r] for r in (t / t_measured[0] for t in t_measured)],
-                 n_idle=prediction.n_idle, t1_roofline_fraction=(
-                     costs.total_bytes(cfg, 1) / hardware.SPECS[target].memory_bandwidth
-                     / t_measured[0]))
-  record = validation.case_record(f'anchor-{target}-llama2-7b-mlp', summary,
-                                  prediction, boundary.TAUS)
-  return dict(record, cross_backend='cuBLAS measured (vidur), XLA tiling predicted',
-              target=target, tiling_source=prediction.tiling_source,
-              source=anchor['file'])
+def run_anchors(paths, out) -> dict:
+  """The GPU anchors (anchors.evaluate): anchors.json, anchors.md, anchors.png."""
+  report = anchors_lib.evaluate(paths, tiling=FLAGS.tiling, progress=_progress)
+  results.write_json(out / 'anchors.json', report)
+  (out / 'anchors.md').write_text(anchors_lib.markdown(report))
+  plots.anchor_overview(report['curves'], out / 'anchors.png')
+  return report
 
 
 def _fmt(value) -> str:
   return '-' if value is None else (f'{value:.2f}' if isinstance(value, float) else str(value))
 
 
-def markdown(cases, summary, anchors, anchor_summary) -> str:
+def markdown(cases, summary) -> str:
   lines = ['# nfp_jax validation: the principle vs measured NFP (tau 0.1)', '',
            'T(N) err: median over N of the predicted latency\'s factor off the '
            'measured one (for layer and model cases, the error of composing '
@@ -212,10 +189,6 @@ def markdown(cases, summary, anchors, anchor_summary) -> str:
   if cases:
     lines += headline(summary, 'CPU (XLA:CPU measured, XLA:CPU predicted)')
     lines += table(cases) + ['']
-  if anchors:
-    lines += headline(anchor_summary, 'Anchors, cross-backend (cuBLAS measured by '
-                      'vidur, XLA tiling predicted)')
-    lines += table(anchors) + ['']
   return '\n'.join(lines) + '\n'
 
 
@@ -251,6 +224,8 @@ def main(argv):
   cases = [] if FLAGS.anchor_only else selected_cases()
   for case in cases:
     case.config()  # validate before measuring anything
+  for path in FLAGS.anchor:
+    anchors_lib.read(path)  # a bad anchor file: one sentence, exit 2, first
   out = common.output_folder(FLAGS.out, 'validate')
   device = jax.devices()[0]
   records = []
@@ -272,16 +247,18 @@ def main(argv):
                             config_id=record['config_id'], nfp=record['nfp_measured'],
                             hardware=case_balance.to_dict()),
                        out / f"case-{re.sub(r'[^A-Za-z0-9.-]', '_', case.name)}.png")
-  anchors = [run_anchor(path) for path in FLAGS.anchor]
+  anchor_summary = None
+  if FLAGS.anchor:
+    anchor_report = run_anchors(FLAGS.anchor, out)
+    anchor_summary = anchor_report['summary']
+    print((out / 'anchors.md').read_text())
   summary = validation.summarize(records) if records else None
-  anchor_summary = validation.summarize(anchors) if anchors else None
-  report = dict(cases=records, summary=summary, anchors=anchors,
-                anchor_summary=anchor_summary,
+  report = dict(cases=records, summary=summary, anchor_summary=anchor_summary,
                 provenance=results.provenance(seed=0, device=device,
                                               positions=positions,
                                               repeats=FLAGS.repeats))
   results.write_json(out / 'report.json', report)
-  (out / 'report.md').write_text(markdown(records, summary, anchors, anchor_summary))
+  (out / 'report.md').write_text(markdown(records, summary))
   if records:
     overview_plot(records, out / 'overview.png')
   print((out / 'report.md').read_text())

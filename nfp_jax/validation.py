@@ -7,12 +7,10 @@ within x1.5 (|log2 error| <= log2 1.5), the median |log2 error|, the median
 idle-compute over-prediction, and the same share and error for two naive
 predictors the principle must beat: `idle` (N_idle) and `smallest` (always the
 first swept N). External anchors (measured curves of another backend) are read
-here too.
+in nfp_jax.anchors.
 """
 
-import csv
 import math
-import pathlib
 import statistics
 
 from nfp_jax import boundary
@@ -78,25 +76,3 @@ def case_record(name: str, measured_summary: dict, prediction, taus) -> dict:
       t_median_s=measured_summary['t_median_s'], ratio=measured_summary['ratio'],
       ratio_ci=measured_summary['ratio_ci'], t_pred_s=prediction.t_pred_s,
       t1_roofline_fraction=measured_summary['t1_roofline_fraction'])
-
-
-def read_anchor(path) -> dict:
-  """A measured MLP curve in the format of shared/anchors/vidur: the TP=1 rows,
-  T(N) = mlp_up_proj + mlp_act + mlp_down_proj (medians, milliseconds), with
-  the shapes of the file. Raises ValueError if the file is not of that form."""
-  path = pathlib.Path(path)
-  with path.open(newline='') as f:
-    rows = [r for r in csv.DictReader(f)
-            if r.get('num_tensor_parallel_workers') == '1']
-  ops = ('mlp_up_proj', 'mlp_act', 'mlp_down_proj')
-  if not rows or any(f'time_stats.{op}.median' not in rows[0] for op in ops):
-    raise ValueError(f'{path} is not a vidur MLP profile (TP=1 rows with '
-                     'time_stats.mlp_*.median columns).')
-  rows.sort(key=lambda r: int(r['num_tokens']))
-  first = rows[0]
-  return dict(
-      file=str(path), positions=[int(r['num_tokens']) for r in rows],
-      t_s=[sum(float(r[f'time_stats.{op}.median']) for op in ops) / 1e3
-           for r in rows],
-      d_model=int(first['n_embd']), d_ff=int(first['n_expanded_embd']),
-      gated=first.get('use_gated_mlp', 'True') == 'True')
