@@ -32,7 +32,8 @@ flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
 flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless NVIDIA '
                     f'target: {", ".join(targets.names("gpu")[1:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
-                    'cost-model (default), autotune-file:PATH, override:<config>.')
+                    'cost-model, model-autotune (default), autotune-file:PATH, '
+                    'override:<config>.')
 flags.DEFINE_string('out', None, 'Write the prediction as JSON to this file.')
 
 

@@ -35,7 +35,7 @@ flags.DEFINE_string('target', 'h100', 'cpu (local backend), gpu (local GPU) or a
                     'deviceless NVIDIA target: '
                     f'{", ".join(targets.names("gpu")[1:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source: xla-default, cost-model, '
-                    'model-autotune, autotune-file:PATH, override:<config>; default cost-model '
+                    'model-autotune, autotune-file:PATH, override:<config>; default model-autotune '
                     'on GPU targets, xla-default on cpu (its only one).')
 flags.DEFINE_string('hlo', None, 'Read this HLO file or --xla_dump_to folder '
                     'instead of compiling a block.')
