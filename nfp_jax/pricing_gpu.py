@@ -335,9 +335,11 @@ def kernel_gemm(kernel) -> Gemm:
   dtype = kernel.dot_rhs.dtype if kernel.dot_rhs is not None else 'bf16'
   out = kernel.output_shape[0] if isinstance(kernel.output_shape, (tuple, list)) else (
       kernel.output_shape)
-  return Gemm(rows, contraction * splits, features, batch,
-              principle._ELEMENT_BYTES.get(dtype, 2),  # pylint: disable=protected-access
-              principle._ELEMENT_BYTES.get(out.dtype, 2) if out is not None else 2)  # pylint: disable=protected-access
+  in_bytes = principle._ELEMENT_BYTES.get(dtype, 2)  # pylint: disable=protected-access
+  # A split-K kernel writes f32 partials; the GEMM's own output is the reduce's.
+  out_bytes = (in_bytes if splits > 1 or out is None else
+               principle._ELEMENT_BYTES.get(out.dtype, 2))  # pylint: disable=protected-access
+  return Gemm(rows, contraction * splits, features, batch, in_bytes, out_bytes)
 
 
 def kernel_config(kernel) -> GemmConfig:

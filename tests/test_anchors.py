@@ -93,3 +93,28 @@ def test_validate_cli_bad_anchor_exits_2(tmp_path, cli_env):
                  cli_env)
   assert proc.returncode == 2
   assert 'neither a vidur MLP profile nor an aiconfigurator' in proc.stderr
+
+
+@cli.requires_gpu_aot
+def test_compiled_linear_matches_the_derived_structure():
+  """The anchors derive a projection's structure (one GEMM, its split-K reduce
+  if the winner splits K) instead of compiling it: from N=2 on the compiled
+  linear block under model-autotune prices the same, less the forward floor.
+  (At N=1 XLA may emit a multiply fusion plus a reduce, which writes the whole
+  product; the anchors price the GEMV that cuBLAS runs there.)"""
+  from nfp_jax import config  # pylint: disable=g-import-not-at-top
+  from nfp_jax import predict  # pylint: disable=g-import-not-at-top
+  from nfp_jax import pricing_gpu  # pylint: disable=g-import-not-at-top
+  from nfp_jax import targets  # pylint: disable=g-import-not-at-top
+  target = targets.resolve('h200')
+  cfg = config.resolve('linear', 'tiny', overrides=dict(d_model=2048, d_ff=1024),
+                       dtype='bfloat16')
+  positions = [1, 16, 65]
+  compiled = predict.predict(cfg, positions, target=target)
+  assert compiled.tiling_source == 'model-autotune'
+  curve = anchors.AnchorCurve('x', 'h200', 'h200', 'gemm', 2048, 1024,
+                              tuple(positions), (1.0,) * 3, 'test', 'test')
+  points, _, _ = anchors.principle_curve(curve, target, None, lambda _: None)
+  floor = pricing_gpu.forward_floor_s(target.spec)
+  for p, t in list(zip(points, compiled.t_pred_s))[1:]:
+    assert t - floor == pytest.approx(p.t_s, rel=1e-6)
