@@ -36,7 +36,8 @@ flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless '
                     'NVIDIA or TPU target: '
                     f'{", ".join(targets.names()[2:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
-                    'cost-model (default), autotune-file:PATH, override:<config>.')
+                    'cost-model, model-autotune (default), autotune-file:PATH, '
+                    'override:<config>.')
 flags.DEFINE_string('out', None, 'Write the prediction as JSON to this file.')
 
 

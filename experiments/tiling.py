@@ -26,10 +26,11 @@ from absl import flags
 import jax
 
 from experiments import common
+from nfp_jax import autotune
 from nfp_jax import compile as compile_lib
 from nfp_jax import hlo
 from nfp_jax import hlo_tpu
-from nfp_jax import principle
+from nfp_jax import pricing_gpu
 from nfp_jax import results
 from nfp_jax import targets
 
@@ -41,7 +42,7 @@ flags.DEFINE_string('target', 'h100', 'cpu (local backend), gpu (local GPU) or a
                     'deviceless NVIDIA or TPU target: '
                     f'{", ".join(targets.names()[2:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source: xla-default, cost-model, '
-                    'autotune-file:PATH, override:<config>; default cost-model '
+                    'model-autotune, autotune-file:PATH, override:<config>; default model-autotune '
                     'on GPU targets, xla-default on cpu (its only one).')
 flags.DEFINE_string('hlo', None, 'Read this HLO file or --xla_dump_to folder '
                     'instead of compiling a block.')
@@ -67,11 +68,16 @@ def print_module(module: dict, sm_spec) -> None:
   for kernel in module['kernel_records']:
     if kernel.kind == 'other' and not FLAGS.all_kernels:
       continue
-    waves = principle.waves(kernel, sm_spec) if sm_spec else None
+    waves = pricing_gpu.waves(kernel, sm_spec) if sm_spec else None
     values = (kernel.name[-28:], '+'.join(kernel.source_ops)[:14] or '-',
               kernel.kind, kernel.tile_positions, kernel.tile_features,
               kernel.block_k, kernel.split_k, kernel.num_warps, kernel.num_stages,
               kernel.grid_blocks, waves)
+    won = module.get('winners', {}).get(kernel.name)
+    if won:  # model-autotune: the winning candidate replaces the compiled tile
+      values = values[:2] + (f"model:{won['backend']}",) + tuple(
+          won[k] for k in ('tile_positions', 'tile_features', 'block_k', 'split_k',
+                           'num_warps', 'num_stages', 'grid_blocks', 'waves'))
     print(' '.join(f'{_cell(v):>{w}}' for v, (_, w) in zip(values, _COLUMNS)))
 
 
@@ -107,6 +113,25 @@ def _is_tpu_dump(path: str) -> bool:
     return folder.is_file() and hlo_tpu.is_tpu_hlo(folder.read_text())
   except (OSError, UnicodeDecodeError):
     return False
+
+
+def print_winner_changes(modules) -> None:
+  """model-autotune: each GEMM op's winning config as N grows, one line per
+  change."""
+  changes = {}
+  for module in modules:
+    for kernel in module['kernel_records']:
+      won = module.get('winners', {}).get(kernel.name)
+      if won:
+        op = f"{module['name']} {'+'.join(kernel.source_ops) or kernel.name}"
+        changes.setdefault(op, []).append((module['positions'], won['config']))
+  for op, picks in changes.items():
+    print(f'\nmodel-autotune winners, {op}:')
+    last = None
+    for n, label in picks:
+      if label != last:
+        print(f'  from N={n}: {label}')
+        last = label
 
 
 def _modules_from_dump(path: str, target: str | None) -> list:
@@ -158,8 +183,12 @@ def main(argv):
   for module in modules:
     if 'program' in module:
       print_tpu_module(module)
-    else:
-      print_module(module, spec)
+      continue
+    if module['tiling_source'] == 'model-autotune' and spec is not None:
+      module['winners'] = {k.name: w for k in module['kernel_records']
+                           if (w := autotune.kernel_winner(k, spec))}
+    print_module(module, spec)
+  print_winner_changes(modules)
   if FLAGS.out:
     payload = {'modules': [
         dict({k: v for k, v in m.items() if k not in ('kernel_records', 'program')},

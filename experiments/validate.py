@@ -9,8 +9,9 @@ The cases, running them, the scoring rules and the report are in
 nfp_jax/validation.py. Writes into --out: report.json (`cases`, `summary`,
 `anchors`, `anchor_summary`, `machine`, `provenance`), report.md, a plot per
 case and overview.png (predicted vs measured NFP, one colour per predictor).
---anchor adds external measured curves (vidur format: cuBLAS on A100/H100),
-predicted with XLA's tiling for the matching target: cross-backend.
+--anchor FILE (with --anchor_only: nothing measured here) scores public GPU
+curves (nfp_jax.anchors: vidur MLPs, aiconfigurator GEMMs) for the matching
+target with its default tiling: anchors.json, anchors.md and anchors.png.
 """
 
 import re
@@ -23,7 +24,8 @@ from experiments import common
 from nfp_jax import hardware
 from nfp_jax import plots
 from nfp_jax import probe as probe_lib
-from nfp_jax import records
+from nfp_jax import records as records_lib
+from nfp_jax import anchors as anchors_lib
 from nfp_jax import results
 from nfp_jax import validation
 
@@ -31,11 +33,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Run the quick subset of the grid.')
 flags.DEFINE_list('cases', None, 'Run only these case names (see --list).')
 flags.DEFINE_bool('list', False, 'List the cases and exit.')
-flags.DEFINE_list('anchor', [], 'External measured curves (vidur MLP CSV files).')
+flags.DEFINE_list('anchor', [], 'GPU anchor files (../shared/anchors: vidur MLP '
+                  'profiles, the aiconfigurator GEMM table), scored by '
+                  'nfp_jax.anchors into anchors.json/.md/.png.')
 flags.DEFINE_bool('anchor_only', False, 'Only the anchors, no CPU cases.')
 flags.DEFINE_string('positions', '1,2,3,4,6,8,12,16,24,32,48,64', 'Swept N.')
 flags.DEFINE_integer('repeats', 30, 'Timed rounds per case.')
-flags.DEFINE_string('tiling', 'cost-model', 'Tiling source for anchor targets.')
+flags.DEFINE_string('tiling', None, 'Tiling source for anchor targets (default: '
+                    'the target\'s default tiling).')
 flags.DEFINE_string('out', None, 'Output folder (default: results/<time>-validate).')
 
 
@@ -50,11 +55,20 @@ def _case_done(out, count, balance_for):
               f"{record['nfp_measured']['0.1']}, predicted "
               f"{record['nfp_predicted']['0.1']} ({record['binding_mechanism']['0.1']}), "
               f"N_idle {record['n_idle']['0.1']}")
-    plots.ratio_plot(records.Summary.from_json(dict(
+    plots.ratio_plot(records_lib.Summary.from_json(dict(
         record, module=case.module, preset=case.preset, nfp=record['nfp_measured'],
         hardware=balance_for(case.config().dtype).to_dict())),
                      out / f"case-{re.sub(r'[^A-Za-z0-9.-]', '_', case.name)}.png")
   return done
+
+
+def run_anchors(paths, out) -> dict:
+  """The GPU anchors (anchors.evaluate): anchors.json, anchors.md, anchors.png."""
+  report = anchors_lib.evaluate(paths, tiling=FLAGS.tiling, progress=_progress)
+  results.write_json(out / 'anchors.json', report)
+  (out / 'anchors.md').write_text(anchors_lib.markdown(report))
+  plots.anchor_overview(report['curves'], out / 'anchors.png')
+  return report
 
 
 def main(argv):
@@ -65,7 +79,8 @@ def main(argv):
     return
   positions = common.parse_positions(FLAGS.positions)
   cases = [] if FLAGS.anchor_only else validation.select_cases(FLAGS.cases, FLAGS.quick)
-  anchors_in = [validation.load_anchor(path) for path in FLAGS.anchor]
+  for path in FLAGS.anchor:
+    anchors_lib.read(path)  # a bad anchor file: one sentence, exit 2, first
   out = common.output_folder(FLAGS.out, 'validate')
   device = jax.devices()[0]
   records = []
@@ -79,17 +94,18 @@ def main(argv):
         measure=validation.sweep_measure(rounds=FLAGS.repeats, device=device),
         balance_for=balance_for, probe=probe,
         on_case=_case_done(out, len(cases), balance_for))
-  anchors = [validation.run_anchor(a, t, tiling=FLAGS.tiling, progress=_progress)
-             for a, t in anchors_in]
+  anchor_summary = None
+  if FLAGS.anchor:
+    anchor_report = run_anchors(FLAGS.anchor, out)
+    anchor_summary = anchor_report['summary']
+    print((out / 'anchors.md').read_text())
   summary = validation.summarize(records) if records else None
-  anchor_summary = validation.summarize(anchors) if anchors else None
   machine = hardware.cpu_description()
   common.write_out(out / 'report.json', dict(
-      cases=records, summary=summary, anchors=anchors, anchor_summary=anchor_summary,
+      cases=records, summary=summary, anchor_summary=anchor_summary,
       machine=machine, provenance=results.provenance(
           seed=0, device=device, positions=positions, repeats=FLAGS.repeats)))
-  (out / 'report.md').write_text(validation.markdown(records, summary, anchors,
-                                                     anchor_summary, machine))
+  (out / 'report.md').write_text(validation.markdown(records, summary, machine))
   if records:
     plots.validation_overview(validation.overview_points(records),
                               out / 'overview.png')

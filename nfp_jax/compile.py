@@ -14,6 +14,9 @@ Where the tiling comes from is chosen by `tiling` and recorded on every result:
                        (--xla_gpu_dump_autotune_results_to there), replayed; a
                        kernel missing from the file is an error, not a silent
                        fallback to the placeholder.
+  model-autotune       XLA's autotuner with the principle as its clock
+                       (autotune.py): compiled once for the structure, every
+                       GEMM re-tiled per N by pricing its candidates.
   override:<config>    one Triton config for every GEMM, e.g.
                        'override:block_m:64 block_n:128 block_k:64 num_stages:4
                        num_warps:4 num_ctas:1'.
@@ -44,6 +47,9 @@ from nfp_jax import hlo
 from nfp_jax import targets as targets_lib
 
 CompileError = errors.CompileError  # raised here; defined in the leaf errors.py
+# The one config model-autotune compiles with, for the kernels' structure only.
+MODEL_AUTOTUNE_STRUCTURE = ('block_m:64 block_n:64 block_k:32 num_stages:1 '
+                            'num_warps:4 num_ctas:1')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +118,13 @@ def parse_tiling(text: str | None, target: targets_lib.Target) -> Tiling:
   if text == 'cost-model':
     return Tiling('cost-model', False, {}, (
         '--xla_gpu_experimental_cost_model_gemm_tiling_options=top=1',))
+  if text == 'model-autotune':
+    # The kernels' structure (which GEMMs, fusions and reduces run) from one
+    # fixed Triton config without split-K; pricing then re-tiles every GEMM by
+    # autotune.py (XLA's search space and cuBLAS, priced per N). Not a
+    # placeholder: the tiles priced are the ones the model's autotuner picks.
+    return Tiling('model-autotune', False,
+                  {'xla_gpu_override_gemm_autotuner': MODEL_AUTOTUNE_STRUCTURE})
   if text.startswith('autotune-file:'):
     path = pathlib.Path(text.split(':', 1)[1]).expanduser()
     if not path.is_file():
@@ -131,7 +144,8 @@ def parse_tiling(text: str | None, target: targets_lib.Target) -> Tiling:
     return Tiling(f'override:{override}', False,
                   {'xla_gpu_override_gemm_autotuner': override})
   raise CompileError(f'Unknown tiling source {text!r}; choose xla-default, '
-                     'cost-model, autotune-file:PATH or override:<config>.')
+                     'cost-model, model-autotune, autotune-file:PATH or '
+                     'override:<config>.')
 
 
 def _shardings(target: targets_lib.Target):

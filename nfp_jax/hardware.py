@@ -39,6 +39,8 @@ class HardwareSpec:
   gpu: dict | None = None
   # Fields of a deviceless XLA:TPU compile (libtpu topology), for TPU targets.
   tpu: dict | None = None
+  # Kernel-pricing constants of a GPU (pricing_gpu.py); keys in PRICING_SOURCES.
+  pricing: dict | None = None
 
 
 _H100_GPU = dict(compute_capability=(9, 0), clock_rate_ghz=1.98,
@@ -65,6 +67,88 @@ def _tpu_spec(name, description, bf16, bandwidth, memory, *, topology,
                sublane=8,
                lane=128))
 
+# Where each GPU pricing constant comes from. `calibrated` ones were set on the
+# development anchors (../shared/anchors: aiconfigurator H200/L40S GEMMs) and on
+# nothing else; CALIBRATION records how, and every prediction carries it.
+PRICING_SOURCES = {
+    'launch_graph_s': 'calibrated: the smallest GEMM of the aiconfigurator anchor '
+                      '(32x32, 1 token, timed inside a CUDA graph) on that GPU: the '
+                      'time of one kernel node in a graph, launch and ramp included',
+    'launch_eager_s': 'estimate: host-side cudaLaunchKernel cost of a few '
+                      'microseconds (NVIDIA blog "Getting Started with CUDA Graphs", '
+                      '2019); used only when a forward is not a graph',
+    'forward_floor_graph_s': 'estimate: one cudaGraphLaunch plus a stream sync '
+                             '(same NVIDIA blog): a few microseconds per forward',
+    'forward_floor_eager_s': 'estimate: host dispatch of a jitted call plus a sync '
+                             'without a graph (XLA runtime), about 10 us',
+    'hbm_efficiency': 'calibrated: slope of a least-squares line of T(1) against '
+                      'weight bytes over the aiconfigurator GEMVs with at least 4 MB '
+                      'of weights (H200: 4.06 TB/s of 4.8, 0.85); L40S: the median '
+                      'rate of its GEMVs over 256 MB (0.78 TB/s of 0.864, 0.9; '
+                      'smaller ones sit partly in its 96 MB L2); A100 and H100 take '
+                      'the H200 figure (no anchor)',
+    'dram_fill_s': 'calibrated: intercept of the same H200 line (3.81 us) less '
+                   'launch_graph_s: the first loads\' latency and the last wave\'s '
+                   'drain of a kernel that streams from HBM; other GPUs take it',
+    'tensor_efficiency': 'calibrated: best FLOP rate of the aiconfigurator anchor '
+                         '(H200 829 TFLOP/s of 989: 0.84; L40S 254 of 362: 0.70); '
+                         'H100 and A100 take the H200 figure (no anchor)',
+    'mma_sync_fraction': 'estimate: on sm_90 a Triton tile that cannot use wgmma '
+                         '(block_m < 64 or warps not a multiple of 4) runs the '
+                         'Ampere-style mma.sync path, which the Hopper tuning guide '
+                         'says does not reach wgmma throughput; 0.6 assumed. 1 on '
+                         'sm_80 and sm_89 (mma.sync is their native path)',
+    'dram_latency_s': 'published microbenchmarks of global-memory latency (Jia et '
+                      'al. 2021 "Dissecting the Ampere GPU architecture"; Luo et '
+                      'al. 2024 arXiv:2402.13499 for Hopper): roughly 0.5-0.7 us '
+                      'under load; used in Little\'s law for a block\'s bytes in flight',
+    'l2_bandwidth': 'L2-to-SM bandwidth. A100: NVIDIA A100 whitepaper (5120 '
+                    'bytes/clk x 1.41 GHz = 7.2 TB/s). H100/H200: calibrated on '
+                    'every fourth H200 curve of the aiconfigurator anchor among '
+                    '{7, 10, 14} TB/s (14 TB/s is 54 bytes/clk per SM at 1.98 GHz, '
+                    'against A100\'s 47; public Chips and Cheese tests of H100 PCIe '
+                    'saw 5.5-7 TB/s, so this may also absorb TMA multicast of '
+                    'shared tiles). L40S: 5 TB/s (Chips and Cheese, AD102; the '
+                    'L40S anchor scores the same at 10). B200: twice H100 (estimate)',
+    'overlap': 'calibrated: the share of the shorter of a kernel wave\'s compute '
+               'and memory time hidden under the longer, one value per GPU chosen '
+               'from {0, 0.25, 0.5, 0.75, 1} by the share within x2 on every '
+               'fourth curve of the aiconfigurator anchor of that GPU '
+               '(anchors.calibrate_overlap): H200 1.0, L40S 0.0; A100 and H100 '
+               'take the H200 value',
+    'blocks_per_core_limit': 'CUDA C++ Programming Guide, table of compute '
+                             'capabilities: 32 resident blocks per SM on sm_80 and '
+                             'sm_90, 24 on sm_89',
+    'base_registers': 'assumption: registers per thread beyond the f32 '
+                      'accumulators (addresses, fragments, loop state); 32',
+    'cublas_tiles': 'CTA tiles (M x F) in public cuBLAS/CUTLASS kernel names: sm80/'
+                    'sm89 ampere_bf16_s16816gemm_bf16_{64x64,128x64,128x128,'
+                    '256x128,128x256}_..._stages_*; sm90 sm90_xmma_gemm_bf16bf16_'
+                    'bf16f32_f32_tn_n_tilesize{64x64,64x128,128x128,128x256,256x128}'
+                    'x64_warpgroupsize*; split-K via splitKreduce_kernel; M=1 via '
+                    'gemv kernels',
+}
+CALIBRATION = ('GPU pricing constants launch_graph_s, hbm_efficiency, dram_fill_s, '
+               'tensor_efficiency, overlap and (Hopper) l2_bandwidth are calibrated on the development anchors '
+               '(aiconfigurator bf16 GEMMs on H200 and L40S; one figure per GPU: '
+               'the smallest kernel, the GEMV bandwidth line, the best FLOP rate, '
+               'and the overlap and Hopper L2 bandwidth that score best on every '
+               'fourth curve); see '
+               'hardware.PRICING_SOURCES. Nothing else is fitted.')
+
+_SM80_TILES = ((64, 64), (128, 64), (64, 128), (128, 128), (256, 128), (128, 256))
+_SM90_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
+_HOPPER_PRICING = dict(launch_graph_s=2.44e-6, launch_eager_s=4e-6,
+                       forward_floor_graph_s=3e-6, forward_floor_eager_s=10e-6,
+                       hbm_efficiency=0.85, dram_fill_s=1.37e-6, overlap=1.0,
+                       tensor_efficiency=0.84, mma_sync_fraction=0.6,
+                       dram_latency_s=0.65e-6, l2_bandwidth=14e12,
+                       blocks_per_core_limit=32,
+                       base_registers=32, cublas_tiles=_SM90_TILES)
+_AMPERE_PRICING = dict(_HOPPER_PRICING, mma_sync_fraction=1.0,
+                       dram_latency_s=0.55e-6, l2_bandwidth=7.2e12,
+                       cublas_tiles=_SM80_TILES)
+
 SPECS = {s.name: s for s in [
     HardwareSpec(
         'h100', 'NVIDIA H100 SXM5 80GB',
@@ -75,7 +159,8 @@ SPECS = {s.name: s for s in [
          'NVIDIA Hopper architecture whitepaper (132 SMs, 50 MB L2)'),
         gpu=dict(_H100_GPU, memory_bandwidth=3352320000000,
                  l2_cache_size=52428800, device_memory_size=84942979072,
-                 core_count=132)),
+                 core_count=132),
+        pricing=_HOPPER_PRICING),
     HardwareSpec(
         'h200', 'NVIDIA H200 SXM 141GB',
         {'bfloat16': 989.4 * _T, 'float16': 989.4 * _T, 'float8': 1978.9 * _T,
@@ -85,7 +170,8 @@ SPECS = {s.name: s for s in [
          'sparse figures)', 'same GH100 die as H100 SXM: 132 SMs, 50 MB L2'),
         gpu=dict(_H100_GPU, memory_bandwidth=4800000000000,
                  l2_cache_size=52428800, device_memory_size=150754820096,
-                 core_count=132)),
+                 core_count=132),
+        pricing=_HOPPER_PRICING),
     HardwareSpec(
         'a100', 'NVIDIA A100 SXM4 80GB',
         {'bfloat16': 312 * _T, 'float16': 312 * _T, 'tf32': 156 * _T,
@@ -100,7 +186,8 @@ SPECS = {s.name: s for s in [
                  registers_per_core_limit=65536, registers_per_block_limit=65536,
                  dnn_version=(8, 9, 4), memory_bandwidth=2039040000000,
                  l2_cache_size=41943040, device_memory_size=85100068864,
-                 core_count=108)),
+                 core_count=108),
+        pricing=_AMPERE_PRICING),
     HardwareSpec(
         'a100-40gb', 'NVIDIA A100 SXM4 40GB',
         {'bfloat16': 312 * _T, 'float16': 312 * _T, 'tf32': 156 * _T,
@@ -115,7 +202,8 @@ SPECS = {s.name: s for s in [
                  registers_per_core_limit=65536, registers_per_block_limit=65536,
                  dnn_version=(8, 9, 4), memory_bandwidth=1555200000000,
                  l2_cache_size=41943040, device_memory_size=42505273344,
-                 core_count=108)),
+                 core_count=108),
+        pricing=_AMPERE_PRICING),
     HardwareSpec(
         'b200', 'NVIDIA B200 (HGX, 180GB)',
         {'bfloat16': 2250 * _T, 'float16': 2250 * _T, 'float8': 4500 * _T,
@@ -130,7 +218,8 @@ SPECS = {s.name: s for s in [
          'figure); cuDNN 9.10 as for h100'),
         gpu=dict(_H100_GPU, compute_capability=(10, 0), clock_rate_ghz=1.965,
                  memory_bandwidth=8000000000000, l2_cache_size=132120576,
-                 device_memory_size=180 * 10**9, core_count=148)),
+                 device_memory_size=180 * 10**9, core_count=148),
+        pricing=dict(_HOPPER_PRICING, l2_bandwidth=28e12)),
     HardwareSpec(
         'l40s', 'NVIDIA L40S 48GB',
         {'bfloat16': 362.05 * _T, 'float16': 362.05 * _T, 'float8': 733 * _T,
@@ -138,8 +227,22 @@ SPECS = {s.name: s for s in [
         864e9, 48 * 2**30, 142, 96 * 2**20,
         ('NVIDIA L40S datasheet (dense = half of the sparse figures)',
          'NVIDIA Ada Lovelace architecture whitepaper (AD102: 142 SMs enabled on '
-         'L40S, 96 MB L2)'),
-        gpu=None),
+         'L40S, 96 MB L2)',
+         'gpu fields: NVIDIA Ada Tuning Guide (compute capability 8.9, 100 KB '
+         'shared memory per SM, 99 KB per block, 64K registers and 48 warps per '
+         'SM); L40S datasheet boost clock 2.52 GHz; cuDNN 9.10 as for h100'),
+        gpu=dict(compute_capability=(8, 9), clock_rate_ghz=2.52,
+                 shared_memory_per_block=49152, shared_memory_per_core=102400,
+                 shared_memory_per_block_optin=101376, fpus_per_core=128,
+                 threads_per_core_limit=1536, threads_per_block_limit=1024,
+                 registers_per_core_limit=65536, registers_per_block_limit=65536,
+                 dnn_version=(9, 10, 0), memory_bandwidth=864000000000,
+                 l2_cache_size=100663296, device_memory_size=48 * 2**30,
+                 core_count=142),
+        pricing=dict(_AMPERE_PRICING, launch_graph_s=1.74e-6, hbm_efficiency=0.9,
+                     overlap=0.0,
+                     tensor_efficiency=0.70, dram_latency_s=0.6e-6,
+                     l2_bandwidth=5e12, blocks_per_core_limit=24)),
     # TPU targets: compiled deviceless by libtpu (the tpu-aot extra). `tpu`
     # holds what a deviceless compile and the TPU pricing need:
     #   topology: libtpu's topology name and chips_per_host_bounds (one chip

@@ -193,6 +193,44 @@ def validation_overview(points: dict, path, tau_key: str = '0.1') -> None:
   plt.close(fig)
 
 
+_PREDICTOR_COLOURS = {'principle': 'tab:blue', 'resource': 'tab:orange',
+                      'idle': 'tab:red'}
+
+
+def anchor_overview(curves: list, path, tau_key: str = '0.1') -> None:
+  """Predicted vs measured NFP of the GPU anchors (anchors.evaluate's curve
+  records) on log axes, one colour per predictor; a measured NFP that never
+  crossed is drawn at the grid end with an open marker."""
+  fig, ax = plt.subplots(figsize=(6, 5.5))
+  measured = [c['nfp'][tau_key]['measured'] for c in curves]
+  censored = [c['nfp'][tau_key]['measured_censored'] for c in curves]
+  values = list(measured)
+  for name, colour in _PREDICTOR_COLOURS.items():
+    predicted = [c['nfp'][tau_key][name] for c in curves]
+    values += predicted
+    for flag, marker in ((False, 'o'), (True, 's')):
+      xs = [m for m, c in zip(measured, censored) if c == flag]
+      ys = [p for p, c in zip(predicted, censored) if c == flag]
+      if xs:
+        ax.scatter(xs, ys, s=10, alpha=0.45, marker=marker, color=colour,
+                   facecolors='none' if flag else colour,
+                   label=f"{name}{' (measured censored)' if flag else ''}")
+  low, top = min(values) / 2, max(values) * 2
+  ax.plot([low, top], [low, top], color='gray', lw=1)
+  ax.fill_between([low, top], [low / 2, top / 2], [low * 2, top * 2],
+                  color='gray', alpha=0.12, label='within x2')
+  ax.set_xscale('log', base=2)
+  ax.set_yscale('log', base=2)
+  ax.set_xlabel(f'measured NFP (tau {tau_key})')
+  ax.set_ylabel('predicted NFP')
+  ax.set_title(f'GPU anchors: {len(curves)} curves', fontsize=9)
+  ax.legend(fontsize=7, loc='upper left')
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def plan_plot(plans, path) -> None:
   """Writes one PNG of one or more plans (nfp_jax.plan.Plan): S(N) with its CI
   per curve (solid), R(N) on a second axis (dashed, same color), each curve's

@@ -13,6 +13,7 @@ whole compiled program, from its memory_analysis.
 import dataclasses
 from typing import Callable, Sequence
 
+from nfp_jax import autotune as autotune_lib
 from nfp_jax import boundary
 from nfp_jax import compile as compile_lib
 from nfp_jax import hardware
@@ -82,9 +83,11 @@ def _compile_points(cfg, positions, target, tiling, progress):
 
 
 def _price(compiled, balance, target, probe):
+  autotune = (autotune_lib.chooser(target.spec)
+              if compiled.tiling_source == 'model-autotune' else None)
   return principle.price_module(compiled.kernels(), compiled.positions, balance,
                                 target=target, probe=probe,
-                                memory=compiled.memory)
+                                memory=compiled.memory, autotune=autotune)
 
 
 def _scaled(point: principle.CurvePoint, count: int) -> tuple:

@@ -9,11 +9,9 @@ This module reads kernel costs and hardware numbers, never a clock.
 2. Resource slack: T_res(N) = sum_k max(bytes_k(N)/BW, flops_k(N)/peak) over the
    block's ideal kernels (costs.py), with the bytes that grow with N counted.
 3. The principle: T_pred(N) = sum over the kernels XLA compiled at that N, each
-   priced from its own kind and tile grid (GPU: padding to the tile along
-   positions, weight panels re-read per position-tile when they exceed L2,
-   waves on the SMs; CPU: the GEMM kind's reference curve from the
-   granularity probe at the kernel's rows: a fixed part, and a part scaled to
-   its size),
+   priced from its own kind and tile grid (GPU: pricing_gpu.py; CPU: the GEMM
+   kind's reference curve from the granularity probe at the kernel's rows: a
+   fixed part, and a part scaled to its size),
    plus the fixed costs of a call (call floor, per-kernel overhead) and of fresh
    buffers (page faults, where the allocator maps large blocks anew). Every rate comes from the spec table or from separate
    microbenchmarks; nothing is fitted to the curve being predicted.
@@ -171,62 +169,6 @@ def price_streamed(kernel, balance) -> KernelTime:
                     t_mem, 0.0, t_mem)
 
 
-def blocks_per_sm(kernel, spec) -> int:
-  """Blocks of a GPU kernel resident on one SM of `spec`, bounded by threads
-  and shared memory (registers are not in the dump, so occupancy may be
-  lower)."""
-  gpu = spec.gpu if spec is not None and spec.gpu else {}
-  per_sm = gpu.get('threads_per_core_limit', 2048) // max(
-      kernel.threads_per_block or 1, 1)
-  if gpu.get('shared_memory_per_core') and kernel.shared_memory_bytes:
-    per_sm = min(per_sm, gpu['shared_memory_per_core'] // kernel.shared_memory_bytes)
-  return max(per_sm, 1)
-
-
-def waves(kernel, spec) -> int | None:
-  """Waves of a GPU kernel's grid on the SMs of `spec` (None without a grid)."""
-  if not kernel.grid_blocks or spec is None or not spec.sm_count:
-    return None
-  return math.ceil(kernel.grid_blocks / (spec.sm_count * blocks_per_sm(kernel, spec)))
-
-
-def price_gpu(kernel, balance, spec) -> KernelTime:
-  """A GEMM kernel on a GPU spec: roofline, with the tile grid and waves for
-  Triton GEMMs (padding to tiles, weight panels re-read from HBM per
-  position-tile only when a panel does not fit in L2, waves on the SMs)."""
-  moved = kernel_bytes(kernel)
-  rows, features, contraction, batch, splits = _dot_sizes(kernel)
-  flops = 2.0 * rows * features * contraction * batch * splits
-  if kernel.kind != 'triton_gemm' or not kernel.tile_positions:
-    t_mem, t_comp = moved / balance.bandwidth, flops / balance.peak_flops
-    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
-                      t_mem, t_comp, max(t_mem, t_comp))
-  tile_m, tile_n = kernel.tile_positions, kernel.tile_features or features
-  m_tiles = -(-rows // tile_m)
-  n_tiles = -(-features // tile_n)
-  blocks = kernel.grid_blocks or m_tiles * n_tiles * splits * batch
-  sms = balance.sm_count or 1
-  per_sm = (blocks_per_sm(kernel, spec)
-            if kernel.threads_per_block and spec is not None and spec.gpu else 1)
-  waves = -(-blocks // (sms * per_sm))
-  # Each SM works through its share of blocks at its share of the peak
-  # (co-resident blocks share it): time is quantized by ceil(blocks / SMs).
-  block_flops = 2.0 * tile_m * tile_n * contraction  # contraction per split
-  t_comp = -(-blocks // sms) * block_flops / (balance.peak_flops / sms)
-  # Each extra position-tile re-reads the weight panel of its feature tile
-  # (contraction x tile_n): from L2 when the panel fits there (no HBM bytes;
-  # L2 bandwidth is not in the spec table), else from HBM again.
-  weights = _weight_bytes(kernel)
-  panel = weights / max(n_tiles * batch * splits, 1)
-  if balance.l2_bytes and panel > balance.l2_bytes:
-    moved += weights * (m_tiles - 1)
-  t_mem = moved / balance.bandwidth
-  padded = 2.0 * m_tiles * tile_m * n_tiles * tile_n * contraction * batch * splits
-  return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, padded,
-                    t_mem, t_comp, max(t_mem, t_comp), m_tiles, waves,
-                    (tile_m, tile_n, splits))
-
-
 def _at_rows(ref: dict, kind: str, rows: int, call_floor_s: float) -> float:
   """A reference curve's time of `kind` at `rows`, less the call floor.
 
@@ -338,18 +280,22 @@ def fresh_buffer_time(memory: dict | None, balance) -> float:
 
 def price_module(kernels, positions: int, balance, *, target,
                  probe: dict | None = None,
-                 memory: dict | None = None) -> CurvePoint:
+                 memory: dict | None = None, autotune=None) -> CurvePoint:
   """T_pred of one compiled forward on `target` (targets.Target): its kernels
-  plus the fixed costs."""
+  plus the fixed costs. GPU targets are priced by pricing_gpu (autotune: its
+  re-tiling function for the model-autotune tiling source, else None), TPU
+  targets by pricing_tpu."""
   if target.platform == 'tpu':
     from nfp_jax import pricing_tpu  # pylint: disable=g-import-not-at-top
     return pricing_tpu.price_module(kernels, positions, balance, target=target)
+  if target.platform == 'gpu':
+    from nfp_jax import pricing_gpu  # pylint: disable=g-import-not-at-top
+    return pricing_gpu.price_module(kernels, positions, target.spec,
+                                    autotune=autotune)
   def price(kernel):
     if kernel.kind not in GEMM_KINDS or kernel.dot_dimension_numbers is None:
       return price_streamed(kernel, balance)
-    if target.platform == 'cpu':
-      return price_cpu(kernel, balance, probe)
-    return price_gpu(kernel, balance, target.spec)
+    return price_cpu(kernel, balance, probe)
   priced = tuple(price(k) for k in kernels)
   floor = balance.call_floor_s + len(priced) * balance.kernel_overhead_s
   alloc = fresh_buffer_time(memory, balance)

@@ -22,22 +22,18 @@ scored by the share of cases within x1.5, the share within x2 and the median
 For every miss larger than x2, `missing_mechanism` names what the model lacks,
 by a fixed rule over the measured and predicted curves.
 
-External anchors (measured curves of another backend, vidur format) are read
-and predicted here too.
+External anchors (public measured GPU curves) are read and scored in
+nfp_jax.anchors.
 """
 
-import csv
 import dataclasses
 import math
-import pathlib
 import statistics
 from typing import Callable, Sequence
 
 from nfp_jax import boundary
 from nfp_jax import config
-from nfp_jax import costs
 from nfp_jax import errors
-from nfp_jax import hardware
 from nfp_jax import predict
 from nfp_jax import targets
 
@@ -99,7 +95,7 @@ CASES = (
                 ('olmoe', 'gather'), ('olmoe', 'dense'), ('mixtral', 'ragged'))))
        for size, preset, scale in (('olmoe', 'olmoe-1b-7b', 0.25),
                                    ('mixtral', 'mixtral-8x7b', 0.125))
-       for impl in config.MOE_IMPLS for routing in ('uniform', 'zipf:1.2')]
+       for impl in ('gather', 'ragged', 'dense') for routing in ('uniform', 'zipf:1.2')]
     + [_attention(size, preset, scale, mask, kv_len,
                   quick=(mask == 'block' and kv_len in (65536, 8192)))
        for size, preset, scale, kv_lens in (
@@ -362,74 +358,6 @@ def case_record(name: str, measured_summary: dict, prediction, taus) -> dict:
 
 
 # ----------------------------------------------------------------------------
-# External anchors (the anchor path as it was; the GPU side replaces it).
-
-def read_anchor(path) -> dict:
-  """A measured MLP curve in the format of shared/anchors/vidur: the TP=1 rows,
-  T(N) = mlp_up_proj + mlp_act + mlp_down_proj (medians, milliseconds), with
-  the shapes of the file. Raises ValueError if the file is not of that form."""
-  path = pathlib.Path(path)
-  with path.open(newline='') as f:
-    rows = [r for r in csv.DictReader(f)
-            if r.get('num_tensor_parallel_workers') == '1']
-  ops = ('mlp_up_proj', 'mlp_act', 'mlp_down_proj')
-  if not rows or any(f'time_stats.{op}.median' not in rows[0] for op in ops):
-    raise ValueError(f'{path} is not a vidur MLP profile (TP=1 rows with '
-                     'time_stats.mlp_*.median columns).')
-  rows.sort(key=lambda r: int(r['num_tokens']))
-  first = rows[0]
-  return dict(
-      file=str(path), positions=[int(r['num_tokens']) for r in rows],
-      t_s=[sum(float(r[f'time_stats.{op}.median']) for op in ops) / 1e3
-           for r in rows],
-      d_model=int(first['n_embd']), d_ff=int(first['n_expanded_embd']),
-      gated=first.get('use_gated_mlp', 'True') == 'True')
-
-
-def load_anchor(path) -> tuple:
-  """(anchor, target name) of an --anchor file; ConfigError (one sentence) if
-  it cannot be read or names no target, so it is caught before measuring."""
-  try:
-    anchor = read_anchor(path)
-  except (OSError, ValueError, KeyError) as e:
-    raise errors.ConfigError(f'Cannot use --anchor {path}: {e}') from None
-  target = next((t for t in ('h100', 'a100') if t in pathlib.Path(path).name), None)
-  if target is None:
-    raise errors.ConfigError(f'--anchor {path}: its name must say a100 or h100.')
-  return anchor, target
-
-
-def run_anchor(anchor: dict, target: str, *, tiling: str | None = None,
-               progress=lambda _: None) -> dict:
-  """Predicts an external measured MLP curve for its target with XLA's tiling."""
-  keep = [i for i, n in enumerate(anchor['positions']) if n <= 256]
-  positions = [anchor['positions'][i] for i in keep]
-  t_measured = [anchor['t_s'][i] for i in keep]
-  cfg = config.resolve('dense', 'llama3-8b', dtype='float16',
-                       overrides=dict(d_model=anchor['d_model'], d_ff=anchor['d_ff']))
-  prediction = predict.predict(cfg, positions, target=targets.resolve(target),
-                               tiling=tiling, progress=progress)
-  measured = {}
-  for tau in boundary.TAUS:
-    key = boundary.tau_key(tau)
-    measured[key] = boundary.find(positions, [t / t_measured[0] for t in t_measured],
-                                  tau=tau).nfp
-  summary = dict(config_id=cfg.config_id(positions), config=cfg.to_dict(),
-                 positions=positions, nfp=measured,
-                 nfp_bracket={}, nfp_range={}, t_median_s=t_measured,
-                 ratio=[t / t_measured[0] for t in t_measured],
-                 ratio_ci=[[r, r] for r in (t / t_measured[0] for t in t_measured)],
-                 n_idle=prediction.n_idle, t1_roofline_fraction=(
-                     costs.total_bytes(cfg, 1) / hardware.SPECS[target].memory_bandwidth
-                     / t_measured[0]))
-  record = case_record(f'anchor-{target}-llama2-7b-mlp', summary,
-                       prediction, boundary.TAUS)
-  return dict(record, cross_backend='cuBLAS measured (vidur), XLA tiling predicted',
-              target=target, tiling_source=prediction.tiling_source,
-              source=anchor['file'])
-
-
-# ----------------------------------------------------------------------------
 # The report.
 
 def _fmt(value) -> str:
@@ -483,23 +411,19 @@ RULES = (
     'curve never crosses within the grid (NFP shown with +), a prediction at '
     'or beyond the grid end counts as right, for every predictor. Cases whose '
     'measured boundary is unresolved are listed and kept out of the shares. '
-    'Measured NFP of an external curve: first crossing of T(N)/T(1) above '
-    '1 + tau. T(N) err: median over N of the predicted latency\'s factor off '
+    'T(N) err: median over N of the predicted latency\'s factor off '
     'the measured one. A miss larger than x2 names the mechanism the model '
     'lacks, by a fixed rule (validation.missing_mechanism).')
 
 
-def markdown(records, summary, anchors, anchor_summary, machine: dict,
-             key: str = '0.1') -> str:
+def markdown(records, summary, machine: dict, key: str = '0.1') -> str:
   """The report as markdown: the machine, the rules, scores per predictor and
-  the per-case table, for the CPU cases and the anchors."""
+  the per-case table of the CPU cases."""
   lines = ['# nfp_jax validation: the principle vs measured NFP (tau 0.1)', '',
            f"Machine: {machine.get('model')}, {machine.get('cpu_count')} cores, "
            f"ISA {' '.join(machine.get('isa_flags', [])) or '-'}.", '', RULES, '']
   for label, rows, s in (
-      ('CPU (XLA:CPU measured, XLA:CPU predicted)', records, summary),
-      ('Anchors, cross-backend (cuBLAS measured by vidur, XLA tiling predicted)',
-       anchors, anchor_summary)):
+      ('CPU (XLA:CPU measured, XLA:CPU predicted)', records, summary),):
     if not rows:
       continue
     above = s['share_measured_above_2']

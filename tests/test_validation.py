@@ -1,6 +1,6 @@
 """Validation: scoring rules (intervals, symmetric censoring, unresolved cases),
 the missing-mechanism rule, the case runner with a fake measuring function,
-the anchor reader, and the CLI."""
+and the CLI (anchor readers: test_anchors.py)."""
 
 import json
 import math
@@ -10,7 +10,6 @@ import types
 import pytest
 
 from nfp_jax import boundary
-from nfp_jax import config
 from nfp_jax import errors
 from nfp_jax import hardware
 from nfp_jax import principle
@@ -185,25 +184,12 @@ def test_select_cases():
     validation.select_cases(['nope'])
 
 
-def test_read_and_load_anchor(tmp_path):
-  anchor = validation.read_anchor(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv')
-  assert anchor['positions'][:3] == [1, 2, 4] and anchor['d_ff'] == 11008
-  assert all(t > 0 for t in anchor['t_s'])
-  with pytest.raises(ValueError):
-    validation.read_anchor(DATA / 'hlo' / 'MANIFEST.json')
-  _, target = validation.load_anchor(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv')
-  assert target == 'h100'
-  for path in (tmp_path / 'missing_h100.csv', DATA / 'hlo' / 'MANIFEST.json'):
-    with pytest.raises(errors.ConfigError, match='Cannot use --anchor'):
-      validation.load_anchor(path)
-
-
 def test_markdown_names_machine_scores_and_misses():
   records = [dict(record(2, principle_nfp=8, idle=8), binding_mechanism={'0.1': 'resource'},
                   t1_roofline_fraction=0.5, t_abs_log2_error=0.1,
                   log2_error={'0.1': validation.case_errors(record(2, principle_nfp=8), '0.1')},
                   missing_mechanism={'0.1': dict(name='hidden_step', text='a step')})]
-  text = validation.markdown(records, validation.summarize(records), [], None,
+  text = validation.markdown(records, validation.summarize(records),
                              dict(model='Test CPU', cpu_count=2, isa_flags=['avx2']))
   assert 'Test CPU' in text and 'avx2' in text
   assert 'hidden_step: a step' in text
@@ -216,7 +202,7 @@ def test_bad_anchor_is_reported_before_any_case_is_measured(tmp_path, cli_env):
   proc = cli.run('experiments.validate', [
       '--cases', 'dense-small', '--anchor', str(tmp_path / 'nope_h100.csv'),
       '--out', str(tmp_path / 'v')], cli_env, timeout=120)
-  assert proc.returncode == 2 and 'Cannot use --anchor' in proc.stderr
+  assert proc.returncode == 2 and 'Cannot read the anchor' in proc.stderr
   assert 'Traceback' not in proc.stderr and 'dense-small' not in proc.stderr
   assert not (tmp_path / 'v').exists()
 
@@ -236,7 +222,10 @@ def test_validate_cli_with_a_case_and_an_anchor(tmp_path, cli_env):
     assert key in case
   assert set(report['summary']['scores']) == set(validation.PREDICTORS)
   assert report['machine']['cpu_count'] >= 1
-  assert report['anchors'][0]['cross_backend'].startswith('cuBLAS')
+  assert report['anchor_summary']
+  anchors = json.loads((out / 'anchors.json').read_text())
+  assert anchors['curves'][0]['kind'] == 'mlp'
+  assert (out / 'anchors.md').exists() and (out / 'anchors.png').exists()
   assert (out / 'report.md').exists() and (out / 'overview.png').exists()
   bad = cli.run('experiments.validate', ['--cases', 'nope'], cli_env)
   assert bad.returncode == 2 and 'Unknown case' in bad.stderr
