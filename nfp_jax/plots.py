@@ -159,15 +159,18 @@ def validation_overview(points: dict, path, tau_key: str = '0.1') -> None:
   """Predicted vs measured NFP on log axes, one colour per predictor.
 
   `points` maps a predictor label to (measured, predicted, censored) lists;
-  a measured NFP censored at the grid end is drawn hollow.
+  a measured NFP censored at the grid end is drawn hollow. Each predictor's
+  points are shifted a little along x (a few percent) so that equal values
+  stay visible.
   """
   fig, ax = plt.subplots(figsize=(6, 5.5))
   values = [v for m, p, _ in points.values() for v in m + p] or [1]
   top = max(values) * 2
-  for (label, (measured, predicted, censored)), (color, marker) in zip(
-      points.items(), _PREDICTOR_STYLE.values()):
+  for i, ((label, (measured, predicted, censored)), (color, marker)) in enumerate(
+      zip(points.items(), _PREDICTOR_STYLE.values())):
+    shift = 2 ** (0.05 * (i - (len(points) - 1) / 2))
     for hollow in (False, True):
-      xs = [m for m, c in zip(measured, censored) if c == hollow]
+      xs = [m * shift for m, c in zip(measured, censored) if c == hollow]
       ys = [p for p, c in zip(predicted, censored) if c == hollow]
       if not xs:
         continue

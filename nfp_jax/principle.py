@@ -212,7 +212,7 @@ def fixed_part(refs: list, kind: str, rows: int, call_floor_s: float = 0.0
 
 def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
                    contraction: int, features: int,
-                   call_floor_s: float = 0.0) -> float | None:
+                   call_floor_s: float = 0.0, batch: int = 1) -> float | None:
   """Time of one [rows, K] x [K, F] GEMM of a CPU kernel kind, from the probe.
 
   The probe timed plain GEMMs of this kind on fixed reference shapes at every
@@ -220,8 +220,9 @@ def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
   square or thin, in cache or streaming from memory), less the call floor, is
   split into a fixed part (fixed_part, fit on the probe's shapes at that N)
   and the rest, which scales with K*F to this kernel: a small GEMM keeps its
-  dispatch cost, a large one is priced by its size. None if the probe never
-  ran this kind.
+  dispatch cost, a large one is priced by its size. A batched kernel (`batch`
+  GEMMs in one call: heads, split-K) pays the fixed part once and the rest
+  `batch` times. None if the probe never ran this kind.
   """
   refs = [r for r in (probe or {}).get('references', []) if kind in r['kinds']]
   refs = [r for r in refs if r['dtype'] == dtype] or refs
@@ -232,22 +233,22 @@ def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
       math.log(r['features'] / max(features, 1))))
   t = _at_rows(ref, kind, rows, call_floor_s)
   fixed = min(fixed_part(refs, kind, rows, call_floor_s), t)
-  return fixed + (t - fixed) * contraction * features / (
+  return fixed + (t - fixed) * batch * contraction * features / (
       ref['contraction'] * ref['features'])
 
 
 def price_cpu(kernel, balance, probe: dict | None) -> KernelTime:
-  """A GEMM kernel on XLA:CPU: `groups` GEMMs of its kind, each timed from the
-  granularity probe's reference curve of that kind at this kernel's rows
-  (reference_time). Without a probe of the kind: roofline on the balance."""
+  """A GEMM kernel on XLA:CPU: its batch of GEMMs of one kind in one call, timed
+  from the granularity probe's reference curve of that kind at this kernel's
+  rows (reference_time). Without a probe of the kind: roofline on the balance."""
   moved = kernel_bytes(kernel)
   rows, features, contraction, batch, splits = _dot_sizes(kernel)
   flops = 2.0 * rows * features * contraction * batch * splits
   dtype = _HLO_DTYPE.get(kernel.dot_rhs.dtype if kernel.dot_rhs else 'f32', 'float32')
   t_mem, t_comp = moved / balance.bandwidth, flops / balance.peak_flops
   t_ref = reference_time(probe, kernel.kind, dtype, rows, contraction, features,
-                         balance.call_floor_s)
-  t = max(t_mem, t_comp) if t_ref is None else t_ref * batch * splits
+                         balance.call_floor_s, batch * splits)
+  t = max(t_mem, t_comp) if t_ref is None else t_ref
   return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
                     t_mem, t_comp, t)
 

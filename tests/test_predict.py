@@ -120,6 +120,10 @@ def test_reference_time_keeps_the_fixed_part_and_scales_the_rest():
     assert ref(rows, k, f) == pytest.approx(law(rows, k, f), rel=1e-9)
   # A small GEMM costs at least the fixed part (not shrunk with its size).
   assert ref(2, 16, 16) >= 5e-6
+  # A batched call (8 heads) pays the fixed part once.
+  batched = principle.reference_time(SYNTHETIC_PROBE, 'cpu_ynn', 'float32', 4, 128,
+                                     2048, batch=8)
+  assert batched == pytest.approx(5e-6 + 8 * 1e-10 * 4 * 128 * 2048)
   assert ref(1, 1024, 1024, kind='cpu_gemv') == pytest.approx(law(1, 1024, 1024))
   assert ref(1, 1024, 1024) == pytest.approx(law(2, 1024, 1024))  # nearest N of the kind
   assert principle.reference_time(SYNTHETIC_PROBE, 'cpu_dot', 'float32', 1, 10, 10) is None
