@@ -15,6 +15,7 @@ from absl import flags
 from nfp_jax import boundary
 from nfp_jax import config
 from nfp_jax import errors
+from nfp_jax import measure
 from nfp_jax import plan
 from nfp_jax import results
 from nfp_jax import targets
@@ -63,7 +64,15 @@ def define_sweep_flags() -> None:
                       'Comma list of N, increasing; 1 is added if missing.')
   flags.DEFINE_float('tolerance', 0.1, 'The tau shown in tables (0.05, 0.1 and '
                      '0.2 are always computed).')
-  flags.DEFINE_integer('repeats', 15, 'Timed rounds; each round times every N once.')
+  flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds (each times '
+                       'every N once); default: adaptive rounds (--min_rounds, '
+                       '--max_rounds, --time_budget_s).')
+  flags.DEFINE_integer('min_rounds', 15, 'Rounds of every N before adapting.')
+  flags.DEFINE_integer('max_rounds', 200, 'Most rounds; after --min_rounds only '
+                       'the N whose boundary is undecided are timed (with N=1).')
+  flags.DEFINE_float('time_budget_s', 20.0, 'Seconds of timing after which '
+                     'adaptive rounds stop (a boundary not decided by then is '
+                     'reported unresolved).')
   flags.DEFINE_integer('warmup', 2, 'Untimed calls per N before the rounds.')
   flags.DEFINE_string('out', None, 'Output folder (default: a new timestamped '
                       'folder under results/).')
@@ -256,12 +265,24 @@ def write_out(path: str, payload: dict) -> None:
   print(f'\nwrote {path}', file=sys.stderr)
 
 
-def parse_sweep_flags(argv) -> tuple[list[int], float]:
-  """(positions, tolerance) of the sweep flags, checked with the other sweep
-  flags that need no device (no positional arguments, --repeats)."""
+def round_plan() -> measure.RoundPlan:
+  """The rounds asked for: --repeats fixed, else adaptive; UsageError (one
+  sentence) for a plan that cannot run."""
+  if FLAGS.repeats is not None:
+    if FLAGS.repeats < 3:
+      raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
+    return measure.RoundPlan.fixed(FLAGS.repeats)
+  try:
+    return measure.RoundPlan(FLAGS.min_rounds, FLAGS.max_rounds,
+                             FLAGS.time_budget_s).checked()
+  except errors.ConfigError as e:
+    raise UsageError(str(e)) from None
+
+
+def parse_sweep_flags(argv) -> tuple[list[int], float, measure.RoundPlan]:
+  """(positions, tolerance, round plan) of the sweep flags, checked with the
+  other sweep flags that need no device (no positional arguments)."""
   no_arguments(argv)
   positions = parse_positions(FLAGS.positions)
   tau = parse_tolerance(FLAGS.tolerance)
-  if FLAGS.repeats < 3:
-    raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
-  return positions, tau
+  return positions, tau, round_plan()

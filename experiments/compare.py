@@ -148,7 +148,7 @@ def print_table(comp: dict, tau: float) -> None:
 
 
 def main(argv):
-  positions, tau = common.parse_sweep_flags(argv)
+  positions, tau, plan = common.parse_sweep_flags(argv)
   frameworks = parse_frameworks(FLAGS.frameworks)
   device = common.device(FLAGS.backend)
   configs = common.block_configs(device.platform)
@@ -178,7 +178,7 @@ def main(argv):
       _progress(f'[{i + 1}/{len(configs)}] {framework}: {cfg.module} '
                 f'{cfg.preset} x{cfg.scale:g} {cfg.dtype} (config {config_id})')
       points, summary = compare.measure_framework(
-          framework, cfg, positions, balance=balance, rounds=FLAGS.repeats,
+          framework, cfg, positions, balance=balance, plan=plan,
           warmup=FLAGS.warmup, taus=boundary.taus(tau), device=device,
           progress=_progress)
       if summary['status'] != 'ok':

@@ -46,7 +46,8 @@ def print_table(summary: dict, tau: float) -> None:
   hw = summary['hardware']
   print(f"\n{summary['module']} {summary['preset']} x{cfg['scale']:g} "
         f"{cfg['dtype']} on {hw['name']} (config {summary['config_id']})")
-  print(f"{'N':>6} {'T ms':>10} {'R':>7}  {'95% CI':<17} free? (tau {tau:g})")
+  print(f"{'N':>6} {'T ms':>10} {'R':>7}  {'95% CI':<17} free? (tau {tau:g})"
+        "  [R: median of paired per-round ratios]")
   for i, n in enumerate(summary['positions']):
     lo, hi = summary['ratio_ci'][i]
     print(f"{n:>6} {summary['t_median_s'][i] * 1e3:>10.3f} "
@@ -55,12 +56,30 @@ def print_table(summary: dict, tau: float) -> None:
   for n in summary['failed_positions']:
     print(f'{n:>6}   failed (see results.jsonl)')
   for k in summary['nfp']:
-    low, high = summary['nfp_range'][k]
     nxt = summary['nfp_bracket'][k][1]
-    print(f"NFP({k}) = {summary['nfp'][k]}  bracket [{summary['nfp'][k]}, "
-          f"{nxt if nxt is not None else '>' + str(summary['positions'][-1])}]  "
-          f"CI range [{low}, {high}]   N_idle({k}) = {summary['n_idle'][k]} "
+    status = summary.get('nfp_status', {}).get(k, 'decided')
+    low, high = summary.get('nfp_interval', summary['nfp_range'])[k]
+    print(f"NFP({k}) = {summary['nfp'][k]} {status.upper() if status != 'decided' else status}"
+          f"  interval [{low}, {high}]  bracket [{summary['nfp'][k]}, "
+          f"{nxt if nxt is not None else '>' + str(summary['positions'][-1])}]"
+          f"   N_idle({k}) = {summary['n_idle'][k]} "
           f"(x{summary['n_idle_overprediction'][k]:.1f})")
+    if status != 'decided':
+      print(f"    unresolved: {summary['unresolved_reason'][k]}")
+  cond = summary.get('conditions')
+  if cond:
+    bw = (f"; memory bandwidth (sentinel) {cond['bandwidth_gbs']:.1f} GB/s "
+          f"[{cond['bandwidth_ci_gbs'][0]:.1f}, {cond['bandwidth_ci_gbs'][1]:.1f}]"
+          if cond.get('bandwidth_gbs') else '')
+    regime = cond.get('regime_change')
+    print(f"{summary['rounds']} rounds ({summary['stopped']}; per N "
+          f"{min(summary['rounds_per_n'].values())}-{max(summary['rounds_per_n'].values())})"
+          f" on {cond['cpu_model']} ({cond['cores']} cores, "
+          f"{' '.join(cond['isa_flags']) or 'no AVX'}); load {cond['load_before']:.1f} -> "
+          f"{cond['load_after']:.1f}; {cond['share_interfered']:.0%} of rounds under "
+          f"interference{bw}"
+          + (f"; REGIME CHANGE at round {regime['round']} ({regime['before_gbs']:.1f} -> "
+             f"{regime['after_gbs']:.1f} GB/s)" if regime else ''))
   print(f"T(1) = {summary['t_median_s'][0] * 1e3:.3f} ms is "
         f"{summary['t1_roofline_fraction']:.2f} of its bandwidth roofline "
         f"({summary['bytes_one'] / 1e6:.1f} MB at {hw['bandwidth'] / 1e9:.1f} GB/s)"
@@ -83,37 +102,33 @@ def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
                      boundary.tau_key(tau))
 
 
-def predicted(cfg, positions, balance, device, compiled=None) -> dict:
+def predicted(cfg, summary, compiled, balance, device) -> dict:
   """The principle's prediction of this sweep, for its summary; never fatal."""
   try:
     probe = None
     if device.platform == 'cpu':
       probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                     progress=_progress)
-    p = predict.predict(cfg, positions, target=targets.resolve(device.platform),
-                        balance=balance, probe=probe, compiled=compiled)
+    return predict.for_sweep(cfg, summary, compiled,
+                             target=targets.resolve(device.platform),
+                             balance=balance, probe=probe)
   except Exception as e:  # pylint: disable=broad-except
     return dict(prediction_error=sweep.error_text(e))
-  return dict(t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
-              binding_mechanism=p.binding_mechanism, nfp_resource=p.nfp_resource,
-              t_resource_s=p.t_resource_s,
-              prediction=dict(target=p.target, tiling_source=p.tiling_source,
-                              probe=p.probe, composition=p.composition))
 
 
-def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
+def measure_one(cfg, positions, tau, plan, device) -> tuple[list, dict]:
   """(point records, summary record) of one configuration; a configuration
   that cannot run at all gets a failed summary, so a grid goes on."""
   try:
     balance = hardware.local_balance(cfg.dtype, hardware.cache_file('hardware.json'), device)
-    result = sweep.run(cfg, positions, rounds=FLAGS.repeats, warmup=FLAGS.warmup,
-                       balance=balance, taus=boundary.taus(tau), device=device,
-                       progress=_progress)
+    result = sweep.measure_block(cfg, positions, plan=plan, warmup=FLAGS.warmup,
+                                 balance=balance, taus=boundary.taus(tau),
+                                 device=device, progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
     if FLAGS.predict:
       summary.update(predicted(
-          cfg, summary['positions'], balance, device,
-          [result.compiled[n] for n in summary['positions']]))
+          cfg, summary, [result.compiled[n] for n in summary['positions']],
+          balance, device))
   except Exception as e:  # pylint: disable=broad-except
     _progress(f'failed: {sweep.error_text(e)[:300]}')
     points = []
@@ -126,7 +141,7 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
 
 
 def main(argv):
-  positions, tau = common.parse_sweep_flags(argv)
+  positions, tau, plan = common.parse_sweep_flags(argv)
   device = common.device(FLAGS.backend)
   grid = common.block_configs(device.platform)
   configs = common.shard(grid)
@@ -153,7 +168,7 @@ def main(argv):
     else:
       _progress(f'[{i + 1}/{len(configs)}] {cfg.module} {cfg.preset} '
                 f'x{cfg.scale:g} {cfg.dtype} (config {config_id})')
-      points, summary = measure_one(cfg, positions, tau, device)
+      points, summary = measure_one(cfg, positions, tau, plan, device)
       log.append(points + [summary])
       _write_outputs(out, summary, name, tau)
       if summary['status'] == 'ok':

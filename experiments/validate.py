@@ -14,6 +14,7 @@ curves (nfp_jax.anchors: vidur MLPs, aiconfigurator GEMMs) for the matching
 target with its default tiling: anchors.json, anchors.md and anchors.png.
 """
 
+import dataclasses
 import re
 import sys
 
@@ -38,7 +39,12 @@ flags.DEFINE_list('anchor', [], 'GPU anchor files (../shared/anchors: vidur MLP 
                   'nfp_jax.anchors into anchors.json/.md/.png.')
 flags.DEFINE_bool('anchor_only', False, 'Only the anchors, no CPU cases.')
 flags.DEFINE_string('positions', '1,2,3,4,6,8,12,16,24,32,48,64', 'Swept N.')
-flags.DEFINE_integer('repeats', 30, 'Timed rounds per case.')
+flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds per case; '
+                     'default: the sweep\'s adaptive rounds (a case whose '
+                     'boundary stays undecided is reported unresolved).')
+flags.DEFINE_integer('min_rounds', 15, 'Adaptive rounds: rounds of every N first.')
+flags.DEFINE_integer('max_rounds', 200, 'Adaptive rounds: the most per case.')
+flags.DEFINE_float('time_budget_s', 20.0, 'Adaptive rounds: seconds of timing per case.')
 flags.DEFINE_string('tiling', None, 'Tiling source for anchor targets (default: '
                     'the target\'s default tiling).')
 flags.DEFINE_string('out', None, 'Output folder (default: results/<time>-validate).')
@@ -78,6 +84,7 @@ def main(argv):
       print(f"{c.name:<34} {'quick' if c.quick else ''}")
     return
   positions = common.parse_positions(FLAGS.positions)
+  plan = common.round_plan()
   cases = [] if FLAGS.anchor_only else validation.select_cases(FLAGS.cases, FLAGS.quick)
   for path in FLAGS.anchor:
     anchors_lib.read(path)  # a bad anchor file: one sentence, exit 2, first
@@ -91,7 +98,7 @@ def main(argv):
     balance_for = lambda dtype: hardware.local_balance(dtype, cache, device)
     records = validation.run_cases(
         cases, positions,
-        measure=validation.sweep_measure(rounds=FLAGS.repeats, device=device),
+        measure=validation.sweep_measure(plan=plan, device=device),
         balance_for=balance_for, probe=probe,
         on_case=_case_done(out, len(cases), balance_for))
   anchor_summary = None
@@ -104,7 +111,7 @@ def main(argv):
   common.write_out(out / 'report.json', dict(
       cases=records, summary=summary, anchor_summary=anchor_summary,
       machine=machine, provenance=results.provenance(
-          seed=0, device=device, positions=positions, repeats=FLAGS.repeats)))
+          seed=0, device=device, positions=positions, rounds=dataclasses.asdict(plan))))
   (out / 'report.md').write_text(validation.markdown(records, summary, machine))
   if records:
     plots.validation_overview(validation.overview_points(records),

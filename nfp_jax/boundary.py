@@ -9,7 +9,10 @@ the CI's upper ends and of its lower ends.
 """
 
 import dataclasses
-from typing import Sequence
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from nfp_jax import errors
 
@@ -93,3 +96,127 @@ def find(positions: Sequence[int], ratio: Sequence[float],
       nfp_low=first_crossing(positions, ratio_hi, tau),
       nfp_high=first_crossing(positions, ratio_lo, tau),
       verdicts=tuple(verdict(lo, hi, tau) for lo, hi in zip(ratio_lo, ratio_hi)))
+
+
+# ----------------------------------------------------------------------------
+# The boundary from timed rounds: decided, or unresolved with its reason.
+
+FAMILY_ALPHA = 0.05  # family-wise error of a `decided` boundary (Holm)
+
+
+def sign_test_p(ratios, threshold: float, free: bool) -> float:
+  """One-sided exact sign test of the median of paired ratios against 1 + tau.
+
+  free=True: H1 "median <= threshold" (the point is free); p = P(B <= k) with k
+  the rounds above the threshold, B ~ Binomial(m, 1/2). free=False: H1 "median
+  > threshold" (not free); k counts the rounds at or below it.
+  """
+  r = np.asarray(ratios, float)
+  r = r[np.isfinite(r)]
+  m = len(r)
+  if m == 0:
+    return 1.0
+  k = int(np.sum(r > threshold)) if free else int(np.sum(r <= threshold))
+  return float(sum(math.comb(m, i) for i in range(k + 1)) / 2**m)
+
+
+def holm(p_values: Mapping, alpha: float = FAMILY_ALPHA) -> dict:
+  """key -> rejected? under Holm's step-down at family-wise level alpha."""
+  ordered = sorted(p_values.items(), key=lambda kv: kv[1])
+  rejected, still = {}, True
+  for i, (key, p) in enumerate(ordered):
+    still = still and p <= alpha / (len(ordered) - i)
+    rejected[key] = still
+  return rejected
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+  """NFP of one tau from rounds: the point estimate (first crossing of the
+  median paired ratios), its bootstrap interval, and whether it is decided."""
+  tau: float
+  nfp: int
+  interval: tuple  # (low, high): 5th / 95th percentile of bootstrap NFPs
+  status: str  # 'decided' | 'unresolved'
+  reason: str | None  # why unresolved: the ambiguous N, their R, CI and p
+  ambiguous: tuple  # the N whose test failed (where more rounds would help)
+  p_values: dict  # N -> one-sided sign-test p of its claimed side
+
+
+def ratio_matrix(positions: Sequence[int], samples: Mapping) -> np.ndarray:
+  """[len(positions), rounds] of T_r(N) / T_r(positions[0]); NaN where a round
+  did not time N (adaptive rounds time only the N still in question)."""
+  base = np.asarray(samples[positions[0]], float)
+  return np.stack([np.asarray(samples[n], float) / base for n in positions])
+
+
+def _first_crossing_rows(positions, medians: np.ndarray, tau: float) -> np.ndarray:
+  """First crossing of each row of [replicates, len(positions)] medians."""
+  above = medians > 1 + tau
+  above[:, 0] = False  # R(1) = 1 by definition
+  first_above = np.where(above.any(axis=1), above.argmax(axis=1), len(positions))
+  return np.asarray(positions)[first_above - 1]
+
+
+def bootstrap_nfp(positions, ratios: np.ndarray, tau: float, n_boot: int = 1000,
+                  seed: int = 0) -> np.ndarray:
+  """NFP of each replicate of a joint bootstrap over rounds: one resampling of
+  the rounds per replicate, the whole curve's first crossing recomputed."""
+  rounds = ratios.shape[1]
+  idx = np.random.default_rng(seed).integers(0, rounds, size=(n_boot, rounds))
+  with np.errstate(all='ignore'):
+    import warnings  # pylint: disable=g-import-not-at-top
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', RuntimeWarning)  # a replicate without N
+      medians = np.nanmedian(ratios[:, idx], axis=2).T  # [n_boot, positions]
+  medians = np.where(np.isnan(medians), np.inf, medians)  # untimed: not free
+  medians[:, 0] = 1.0
+  return _first_crossing_rows(positions, medians, tau)
+
+
+def decide(positions: Sequence[int], samples: Mapping, tau: float,
+           level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> Decision:
+  """NFP_tau of timed rounds, decided or unresolved.
+
+  `decided` needs, at family-wise confidence 95% (Holm over the points
+  involved): every swept 1 < n <= NFP free (sign test of the paired ratios'
+  median <= 1 + tau) and the next swept N not free (median > 1 + tau). Else
+  `unresolved`, naming the N whose test failed. The interval is the 5th-95th
+  percentile range of the NFPs of a joint bootstrap over rounds.
+  """
+  positions = list(positions)
+  ratios = ratio_matrix(positions, samples)
+  medians = np.array([np.nanmedian(r) if np.isfinite(r).any() else np.inf
+                      for r in ratios])
+  medians[0] = 1.0
+  nfp = int(_first_crossing_rows(positions, medians[None, :], tau)[0])
+  i = positions.index(nfp)
+  replicates = bootstrap_nfp(positions, ratios, tau, n_boot, seed)
+  low, high = (int(np.percentile(replicates, 5, method='lower')),
+               int(np.percentile(replicates, 95, method='higher')))
+  claims = {n: True for n in positions[1:i + 1]}
+  if i + 1 < len(positions):
+    claims[positions[i + 1]] = False
+  p_values = {n: sign_test_p(ratios[positions.index(n)], 1 + tau, free)
+              for n, free in claims.items()}
+  rejected = holm(p_values)
+  failed = tuple(n for n in claims if not rejected[n])
+  reason = None
+  if failed:
+    parts = []
+    for n in failed:
+      r = ratios[positions.index(n)]
+      med, lo, hi = _median_ci(r, level)
+      parts.append(f"N={n} {'free' if claims[n] else 'not free'}? R={med:.3f} "
+                   f"[{lo:.3f}, {hi:.3f}] vs {1 + tau:g}, p={p_values[n]:.2g} "
+                   f"over {int(np.isfinite(r).sum())} rounds")
+    reason = ('not significant at family-wise 95% (Holm, sign tests): '
+              + '; '.join(parts))
+  return Decision(tau=tau, nfp=nfp, interval=(low, high),
+                  status='unresolved' if failed else 'decided', reason=reason,
+                  ambiguous=failed, p_values=p_values)
+
+
+def _median_ci(values, level):
+  from nfp_jax import measure  # pylint: disable=g-import-not-at-top
+  return measure.median_ci(values, level)

@@ -5,7 +5,7 @@ Frameworks:
   torch          its PyTorch twin (nfp_jax.torch_blocks), eager;
   torch-compile  the twin under torch.compile, one static graph per N.
 
-Each framework gets a callable per N; `sweep.curve` times them (interleaved
+Each framework gets a callable per N; `sweep.time_curve` times them (interleaved
 randomized rounds, every sample kept) and gives R(N), NFP and N_idle, so the
 frameworks differ only in what the calls run. Frameworks are timed one after
 the other, never interleaved with each other: two thread pools taking turns
@@ -132,7 +132,7 @@ def prepare(framework: str, cfg, positions: Sequence[int], *, device=None,
 
 
 def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
-                      rounds: int, warmup: int = 2,
+                      plan: measure.RoundPlan = measure.RoundPlan(), warmup: int = 2,
                       taus: Sequence[float] = boundary.TAUS, device=None,
                       progress: Callable[[str], None] = lambda _: None
                       ) -> tuple[list, dict]:
@@ -156,22 +156,14 @@ def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
   except Exception as e:  # pylint: disable=broad-except
     return [], dict(summary, status='failed', error=sweep.error_text(e),
                     wall_s=time.perf_counter() - start)
-  curve = sweep.curve(cfg, prepared.calls, balance=balance, rounds=rounds,
-                      warmup=warmup, taus=taus, progress=progress)
-  samples = dict(zip(curve['positions'], curve.pop('samples_s')))
-  points = []
-  for n in positions:
-    point = dict(kind='point', **head, positions=n)
-    if n in prepared.failed:
-      points.append(dict(point, status='failed', error=prepared.failed[n]))
-      continue
-    j = curve['positions'].index(n)
-    points.append(dict(
-        point, status='ok', samples_s=samples[n],
-        t_median_s=curve['t_median_s'][j], ratio=curve['ratio'][j],
-        ratio_ci=curve['ratio_ci'][j],
-        verdict={k: v[j] for k, v in curve['verdicts'].items()},
-        setup_s=prepared.setup_s[n], kernels=prepared.kernels[n]))
+  curve = sweep.time_curve(cfg, prepared.calls, balance=balance, plan=plan,
+                           warmup=warmup, taus=taus, device=device,
+                           progress=progress)
+  points = sweep.point_records(
+      head, positions, curve, prepared.failed,
+      {n: dict(setup_s=prepared.setup_s[n], kernels=prepared.kernels[n])
+       for n in prepared.calls})
+  curve.pop('samples_s')
   summary.update(
       status='ok', **curve, failed_positions=sorted(prepared.failed),
       t1_s=curve['t_median_s'][0],

@@ -415,6 +415,34 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
       fresh_threshold_bytes=slow[0] * _MIB if slow else None, details=details)
 
 
+def last_level_cache_bytes() -> int | None:
+  """The largest CPU cache of this machine (sysfs), or None where unreadable."""
+  sizes = []
+  for index in pathlib.Path('/sys/devices/system/cpu/cpu0/cache').glob('index*'):
+    try:
+      text = (index / 'size').read_text().strip()
+    except OSError:
+      continue
+    scale = {'K': 2**10, 'M': 2**20, 'G': 2**30}.get(text[-1:], 1)
+    try:
+      sizes.append(int(text.rstrip('KMG')) * scale)
+    except ValueError:
+      continue
+  return max(sizes) if sizes else None
+
+
+def bandwidth_sentinel(device=None) -> tuple:
+  """(call, bytes): a short streaming read of a fixed float32 buffer, for one
+  timing per round beside the swept N. The buffer is 4x the last-level cache,
+  kept within 64-256 MiB, so every call streams it from memory."""
+  device = device or jax.devices()[0]
+  llc = last_level_cache_bytes() if device.platform == 'cpu' else None
+  nbytes = int(min(max(4 * (llc or 0), 64 * _MIB), 256 * _MIB))
+  buffer = _device_put(jnp.ones((nbytes // 4 // 1024, 1024), jnp.float32), device)
+  read = jax.jit(lambda x: jnp.sum(x, axis=1)).lower(buffer).compile()
+  return (lambda: jax.block_until_ready(read(buffer))), nbytes
+
+
 def available_memory_bytes(device=None) -> int | None:
   """Memory a block measured on `device` can use: an accelerator's own limit
   (memory_stats), or on the CPU what this machine can still give a process

@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import gc
+import math
 import pathlib
 import tempfile
 import time
@@ -92,55 +93,173 @@ def compile_forward(fn: Callable, args, compiler_options: dict | None = None,
                          hlo.cost_dict(compiled), hlo.memory_dict(compiled), record)
 
 
-def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
-                     warmup: int = 2, seed: int = 0,
-                     on_round: Callable[[int], None] | None = None
-                     ) -> dict[int, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class RoundPlan:
+  """How many rounds to time: at least `min_rounds` of every N, then rounds on
+  the N still undecided until decided, `max_rounds` or `time_budget_s` of
+  timing. fixed(n): exactly n rounds of every N."""
+  min_rounds: int = 15
+  max_rounds: int = 200
+  time_budget_s: float | None = 20.0
+
+  @classmethod
+  def fixed(cls, rounds: int) -> 'RoundPlan':
+    return cls(rounds, rounds, None)
+
+  def checked(self) -> 'RoundPlan':
+    """Itself, or errors.ConfigError (one sentence) for a plan that cannot run."""
+    from nfp_jax import errors  # pylint: disable=g-import-not-at-top
+    if self.min_rounds < 3:
+      raise errors.ConfigError(f'At least 3 rounds are needed for a CI, got '
+                               f'{self.min_rounds}.')
+    if self.min_rounds > self.max_rounds:
+      raise errors.ConfigError(f'--min_rounds ({self.min_rounds}) is more than '
+                               f'--max_rounds ({self.max_rounds}).')
+    if self.time_budget_s is not None and self.time_budget_s <= 0:
+      raise errors.ConfigError(f'--time_budget_s must be positive, got '
+                               f'{self.time_budget_s:g}.')
+    return self
+
+
+@dataclasses.dataclass
+class Rounds:
+  """What time_rounds timed: seconds per key and round (NaN where a round did
+  not time that key), the sentinel's seconds and the conditions per round."""
+  samples: dict  # key -> np.ndarray [rounds]
+  sentinel_s: np.ndarray  # [rounds]; empty without a sentinel
+  conditions: list  # per round: conditions.round_record
+  stopped: str  # 'decided', 'time budget', 'max rounds' or 'fixed rounds'
+  timed_s: float  # inside the timed calls
+
+  def rounds_per_key(self) -> dict:
+    return {k: int(np.isfinite(v).sum()) for k, v in self.samples.items()}
+
+
+def time_rounds(calls: Mapping[Any, Callable[[], Any]], *, min_rounds: int,
+                max_rounds: int | None = None, time_budget_s: float | None = None,
+                warmup: int = 2, seed: int = 0,
+                undecided: Callable[[dict], set] | None = None,
+                check_every: int = 5, sentinel: Callable[[], Any] | None = None,
+                clock: Callable[[], float] = time.perf_counter,
+                on_round: Callable[[int, int], None] | None = None) -> Rounds:
   """Times each call once per round, in a fresh random order every round.
 
-  Each call must block until its result is ready. Sample r of every key comes
-  from round r, so ratios can be paired by round. Garbage collection is paused
-  while timing.
-
-  Returns:
-    key -> float64 array [rounds] of seconds.
+  The first `min_rounds` rounds time every key. Then, while `undecided(samples)`
+  (checked every `check_every` rounds) names keys still in question, further
+  rounds time the first key (the base of every ratio) and those keys only, so
+  each extra sample is still paired with the base in its round, until nothing
+  is undecided, `max_rounds` or the `time_budget_s` (of timing, on `clock`) is
+  spent. `sentinel` (a bandwidth probe) runs once per round at a random place
+  among the calls. Each call must block until its result is ready. Garbage
+  collection is paused while timing.
   """
+  from nfp_jax import conditions  # pylint: disable=g-import-not-at-top
   pin_allocator()
+  max_rounds = max(max_rounds or min_rounds, min_rounds)
   keys = list(calls)
   for key in keys:
     for _ in range(warmup):
       calls[key]()
-  samples = {key: np.empty(rounds) for key in keys}
+  if sentinel is not None:
+    sentinel()
+  samples = {key: np.full(max_rounds, np.nan) for key in keys}
+  sentinel_s = np.full(max_rounds, np.nan)
+  records = []
   rng = np.random.default_rng(seed)
+  active = keys
+  stopped = 'fixed rounds' if max_rounds == min_rounds else 'max rounds'
   gc_was_enabled = gc.isenabled()
   gc.disable()
+  start = clock()
   try:
-    for r in range(rounds):
-      for i in rng.permutation(len(keys)):
-        call = calls[keys[i]]
-        start = time.perf_counter()
+    for r in range(max_rounds):
+      if r >= min_rounds and undecided is not None and (
+          r == min_rounds or (r - min_rounds) % check_every == 0):
+        left = undecided({k: v[:r] for k, v in samples.items()})
+        if not left:
+          stopped = 'decided'
+          break
+        active = [keys[0]] + [k for k in keys[1:] if k in left]
+      if r >= min_rounds and time_budget_s is not None and (
+          clock() - start >= time_budget_s):
+        stopped = 'time budget'
+        break
+      order = list(rng.permutation(len(active) + (sentinel is not None)))
+      before = conditions.snapshot()
+      for i in order:
+        if i == len(active):
+          t0 = clock()
+          sentinel()
+          sentinel_s[r] = clock() - t0
+          continue
+        call = calls[active[i]]
+        t0 = clock()
         call()
-        samples[keys[i]][r] = time.perf_counter() - start
+        samples[active[i]][r] = clock() - t0
+      records.append(conditions.round_record(before, conditions.snapshot()))
       if on_round:
-        on_round(r)
+        on_round(r, len(active))
   finally:
     if gc_was_enabled:
       gc.enable()
-  return samples
+  n = len(records)
+  trimmed = {k: v[:n] for k, v in samples.items()}
+  return Rounds(trimmed, sentinel_s[:n] if sentinel is not None else np.array([]),
+                records, stopped,
+                float(sum(np.nansum(v) for v in trimmed.values())))
 
 
-def ratio_ci(samples: np.ndarray, base: np.ndarray, level: float = 0.95,
-             n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-  """R = median(samples)/median(base) and a paired bootstrap CI over rounds.
+def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
+                     warmup: int = 2, seed: int = 0,
+                     on_round: Callable[[int], None] | None = None
+                     ) -> dict[int, np.ndarray]:
+  """A fixed number of rounds of every call (time_rounds without adapting).
 
-  Rounds (not single samples) are resampled, so a slow round that slowed every
-  N alike moves numerator and denominator together.
+  Returns:
+    key -> float64 array [rounds] of seconds; sample r of every key comes from
+    round r, so ratios can be paired by round.
   """
-  samples, base = np.asarray(samples), np.asarray(base)
-  ratio = float(np.median(samples) / np.median(base))
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(base), size=(n_boot, len(base)))
-  boot = np.median(samples[idx], axis=1) / np.median(base[idx], axis=1)
-  alpha = (1 - level) / 2
-  lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-  return ratio, min(float(lo), ratio), max(float(hi), ratio)
+  return time_rounds(calls, min_rounds=rounds, warmup=warmup, seed=seed,
+                     on_round=(lambda r, _: on_round(r)) if on_round else None
+                     ).samples
+
+
+def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+  """(median, low, high) of `values` (NaNs dropped), with the distribution-free
+  order-statistic interval for a median: [x_(j), x_(k)] with ranks from
+  Binomial(n, 1/2) so that P(x_(j) <= median < x_(k)) >= level. It assumes only
+  independent rounds, not a shape of the noise; it is never clipped to hold the
+  point estimate (it always does for a median). With fewer than 6 values no
+  rank pair reaches 95%: the interval is then [min, max] (coverage 1 - 2^(1-n)).
+  """
+  x = np.sort(np.asarray(values, dtype=float))
+  x = x[np.isfinite(x)]
+  n = len(x)
+  if n == 0:
+    return float('nan'), float('nan'), float('nan')
+  median = float(np.median(x))
+  # Largest j with P(B < j) <= alpha/2, B ~ Binomial(n, 1/2): ranks j+1 .. n-j.
+  alpha = 1 - level
+  cdf, j = 0.0, 0
+  while j < n // 2:
+    cdf_next = cdf + math.comb(n, j) / 2**n
+    if cdf_next > alpha / 2:
+      break
+    cdf, j = cdf_next, j + 1
+  low = x[max(j - 1, 0)] if j else x[0]
+  high = x[n - j] if j else x[-1]
+  return median, float(low), float(high)
+
+
+def paired_ratios(samples, base) -> np.ndarray:
+  """Per-round ratios T_r(N) / T_r(1) over the rounds that timed both."""
+  samples, base = np.asarray(samples, float), np.asarray(base, float)
+  ok = np.isfinite(samples) & np.isfinite(base)
+  return samples[ok] / base[ok]
+
+
+def ratio_ci(samples, base, level: float = 0.95) -> tuple[float, float, float]:
+  """R(N) and its CI from rounds: the median of the paired per-round ratios
+  T_r(N)/T_r(1) (a slow round that slows every N alike cancels in its ratio)
+  with the order-statistic interval of that median (median_ci)."""
+  return median_ci(paired_ratios(samples, base), level)

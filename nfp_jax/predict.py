@@ -232,3 +232,30 @@ def _compiler_columns(cfg, positions, target, compiled, taus) -> dict:
              for p in programs[:count]]
   return dict(t_compiler_s=optimal, nfp_compiler=nfp(optimal),
               t_cycles_s=cycles, nfp_cycles=nfp(cycles), windows=windows)
+
+
+def for_sweep(cfg, summary: dict, compiled: Sequence, *, target, balance,
+              probe: dict | None = None) -> dict:
+  """The principle's prediction attached to a measured sweep: the executables
+  the sweep timed, priced with the memory bandwidth the sweep's sentinel saw
+  (so a run in a faster or slower memory regime is predicted for that regime)
+  and, beside it, with the cached balance's bandwidth. Summary fields."""
+  positions = summary['positions']
+  seen = (summary.get('conditions') or {}).get('bandwidth_gbs')
+  run_balance = (dataclasses.replace(
+      balance, bandwidth=seen * 1e9,
+      source=f'{balance.source}; bandwidth of this sweep\'s sentinel')
+                 if seen else balance)
+  p = predict(cfg, positions, target=target, balance=run_balance, probe=probe,
+              compiled=compiled)
+  cached = (predict(cfg, positions, target=target, balance=balance, probe=probe,
+                    compiled=compiled) if seen else p)
+  return dict(
+      t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
+      binding_mechanism=p.binding_mechanism, nfp_resource=p.nfp_resource,
+      t_resource_s=p.t_resource_s,
+      nfp_predicted_cached_balance=cached.nfp_predicted,
+      prediction=dict(target=p.target, tiling_source=p.tiling_source,
+                      probe=p.probe, composition=p.composition,
+                      bandwidth_gbs=dict(sweep=seen,
+                                         cached_balance=balance.bandwidth / 1e9)))

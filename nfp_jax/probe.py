@@ -93,8 +93,8 @@ def sweep_reference(dtype: str, contraction: int, features: int,
   samples = measure.time_interleaved(calls, rounds, warmup=warmup, seed=seed)
   medians, intervals = [], []
   for n in positions:
-    # The CI of a median: the paired-ratio bootstrap against a constant 1.
-    median, low, high = measure.ratio_ci(samples[n], np.ones(rounds))
+    # The CI of a median: its order-statistic interval.
+    median, low, high = measure.median_ci(samples[n])
     medians.append(median)
     intervals.append((low, high))
   return ReferenceCurve(dtype, contraction, features, tuple(positions),

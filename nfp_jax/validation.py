@@ -130,12 +130,13 @@ def select_cases(names: Sequence[str] | None = None, quick: bool = False) -> lis
 # ----------------------------------------------------------------------------
 # Running a case.
 
-def sweep_measure(*, rounds: int, device=None, progress=lambda _: None) -> Callable:
-  """The measuring function of a case: the sweep's harness (sweep.run)."""
+def sweep_measure(*, plan, device=None, progress=lambda _: None) -> Callable:
+  """The measuring function of a case: the sweep's harness
+  (sweep.measure_block with the round plan `plan`)."""
   from nfp_jax import sweep  # pylint: disable=g-import-not-at-top
   def measure(cfg, positions, balance):
-    return sweep.run(cfg, positions, rounds=rounds, balance=balance,
-                     device=device, progress=progress)
+    return sweep.measure_block(cfg, positions, plan=plan, balance=balance,
+                               device=device, progress=progress)
   return measure
 
 

@@ -26,7 +26,7 @@ def test_failed_point_is_recorded(monkeypatch):
 
   monkeypatch.setattr(measure, 'compile_forward', flaky)
   cfg = config.resolve('dense', 'tiny', dtype='float32')
-  result = sweep.run(cfg, [1, 2, 4], rounds=3, warmup=1, balance=BALANCE)
+  result = sweep.measure_block(cfg, [1, 2, 4], plan=measure.RoundPlan.fixed(3), warmup=1, balance=BALANCE)
   status = {p['positions']: p['status'] for p in result.points}
   assert status == {1: 'ok', 2: 'failed', 4: 'ok'}
   failed = [p for p in result.points if p['status'] == 'failed'][0]
@@ -41,12 +41,12 @@ def test_failure_at_one_position_raises(monkeypatch):
   monkeypatch.setattr(measure, 'compile_forward', broken)
   cfg = config.resolve('dense', 'tiny', dtype='float32')
   with pytest.raises(RuntimeError):
-    sweep.run(cfg, [1, 2], rounds=3, balance=BALANCE)
+    sweep.measure_block(cfg, [1, 2], plan=measure.RoundPlan.fixed(3), balance=BALANCE)
 
 
 def test_summary_fields_on_a_real_run():
   cfg = config.resolve('attention', 'tiny', dtype='float32', kv_len=16)
-  result = sweep.run(cfg, [1, 2, 3], rounds=4, warmup=1, balance=BALANCE)
+  result = sweep.measure_block(cfg, [1, 2, 3], plan=measure.RoundPlan.fixed(4), warmup=1, balance=BALANCE)
   s = result.summary
   assert s['ratio'][0] == 1.0 and len(s['ratio_ci']) == 3
   assert set(s['nfp']) == {'0.05', '0.1', '0.2'}
@@ -81,7 +81,7 @@ def test_a_sweep_compiles_each_position_once(monkeypatch):
   monkeypatch.setattr(measure, 'compile_forward', counted)
   monkeypatch.setattr(compile_lib, 'compile_hlo_many', no_second_compile)
   cfg = config.resolve('dense', 'tiny', dtype='float32')
-  result = sweep.run(cfg, [1, 2, 4], rounds=3, warmup=1, balance=BALANCE)
+  result = sweep.measure_block(cfg, [1, 2, 4], plan=measure.RoundPlan.fixed(3), warmup=1, balance=BALANCE)
   assert calls == [1, 2, 4]
   assert sorted(result.compiled) == [1, 2, 4]
   assert all(c.kernels() for c in result.compiled.values())

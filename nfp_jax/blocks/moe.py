@@ -81,6 +81,11 @@ class MoEFFN(nnx.Module):
     dot = lambda a, w: jax.lax.ragged_dot(a, w, sizes)
     if self.impl == 'tokamax':
       import tokamax  # pylint: disable=g-import-not-at-top
+      from absl import flags  # pylint: disable=g-import-not-at-top
+      if not flags.FLAGS.is_parsed():
+        # tokamax reads its absl flags on first use and would parse sys.argv
+        # (pytest's, a notebook kernel's) if nothing had: take the defaults.
+        flags.FLAGS.mark_as_parsed()
       dot = lambda a, w: tokamax.ragged_dot(a, w, sizes)
     y = self._swiglu(x.astype(self.dtype)[token],
                      (self.gate[...], self.up[...], self.down[...]), dot, dot)
