@@ -15,6 +15,7 @@ from absl import flags
 from nfp_jax import boundary
 from nfp_jax import config
 from nfp_jax import errors
+from nfp_jax import plan
 from nfp_jax import results
 from nfp_jax import targets
 
@@ -73,6 +74,58 @@ def define_sweep_flags() -> None:
   flags.DEFINE_integer('num_shards', 1, 'Shards the grid is split into.')
 
 
+def _checked(check):
+  """An absl flag validator from a library check that raises errors.Error."""
+  def validator(value):
+    if value is not None:
+      try:
+        check(value)
+      except errors.Error as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
+  return validator
+
+
+def define_plan_flags(required: bool = False) -> None:
+  """--accept and --draft_cost (nfp_jax.plan), checked when flags are parsed,
+  so a bad value fails before anything is measured (defined once). An entry
+  point that requires --accept checks it in main (require_accept), so that
+  --only_check_args still parses without it."""
+  if 'accept' in FLAGS:
+    return
+  flags.DEFINE_string('accept', None, 'Acceptance model: chain:<alpha> (a drafted '
+                      'chain, each token accepted with probability alpha) or '
+                      'table:<csv of positions,tokens>; '
+                      + ('required.' if required else 'prints N* and its speedup.'))
+  flags.DEFINE_float('draft_cost', 0.0, 'Cost of drafting one token relative to '
+                     'T(1) of the verified model (0: self-speculation, Jacobi, '
+                     'diffusion).')
+  flags.register_validator('accept', _checked(plan.parse_accept))
+  flags.register_validator('draft_cost', _checked(plan.check_draft_cost))
+
+
+def require_accept():
+  """The nfp_jax.plan.Acceptance of --accept; one sentence if it is missing."""
+  if not FLAGS.accept:
+    raise UsageError('--accept is required: chain:<alpha> or table:<csv of '
+                     'positions,tokens>.')
+  return plan.parse_accept(FLAGS.accept)
+
+
+def print_plan(record: dict, tau: float = 0.1) -> None:
+  """With --accept: one line, N* and its speedup on the curve of a sweep
+  summary or a prediction (nfp_jax.plan). Called once the results are
+  written: a table that lacks a swept N prints its sentence on stderr and
+  the run goes on (a grid keeps measuring)."""
+  if FLAGS.accept:
+    try:
+      print(plan.summary_line(plan.plan(plan.curve_from_record(record),
+                                        plan.parse_accept(FLAGS.accept),
+                                        FLAGS.draft_cost, tau)))
+    except errors.Error as e:
+      print(f'plan: {e}', file=sys.stderr)
+
+
 class UsageError(Exception):
   """Bad input: one sentence, exit code 2."""
 
@@ -82,7 +135,7 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
-def run(main) -> None:
+def run_entry_point(main) -> None:
   """app.run with bad flags, UsageError and the library's user errors
   (errors.Error: a bad configuration, target or compile request) as one
   sentence, exit 2."""

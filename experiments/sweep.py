@@ -22,6 +22,7 @@ from nfp_jax import hardware
 from nfp_jax import plots
 from nfp_jax import predict
 from nfp_jax import probe as probe_lib
+from nfp_jax import records
 from nfp_jax import results
 from nfp_jax import sweep
 from nfp_jax import targets
@@ -29,6 +30,7 @@ from nfp_jax import targets
 FLAGS = flags.FLAGS
 common.define_block_flags()
 common.define_sweep_flags()
+common.define_plan_flags()
 flags.DEFINE_bool('predict', True, 'Also predict T(N) with the principle on the '
                   'local backend (XLA:CPU needs the granularity probe, run once '
                   'per machine and cached) and mark it on the plot.')
@@ -39,7 +41,7 @@ def _progress(message: str) -> None:
 
 
 def print_table(summary: dict, tau: float) -> None:
-  key = repr(float(tau))
+  key = boundary.tau_key(tau)
   cfg = summary['config']
   hw = summary['hardware']
   print(f"\n{summary['module']} {summary['preset']} x{cfg['scale']:g} "
@@ -77,10 +79,11 @@ def print_table(summary: dict, tau: float) -> None:
 def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
   results.write_json(out / f'summary{name}.json', summary)
   if summary.get('status', 'ok') == 'ok':
-    plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
+    plots.ratio_plot(records.Summary.from_json(summary), out / f'ratio{name}.png',
+                     boundary.tau_key(tau))
 
 
-def predicted(cfg, positions, balance, device) -> dict:
+def predicted(cfg, positions, balance, device, compiled=None) -> dict:
   """The principle's prediction of this sweep, for its summary; never fatal."""
   try:
     probe = None
@@ -88,8 +91,7 @@ def predicted(cfg, positions, balance, device) -> dict:
       probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                     progress=_progress)
     p = predict.predict(cfg, positions, target=targets.resolve(device.platform),
-                        balance=balance,
-                        probe=probe)
+                        balance=balance, probe=probe, compiled=compiled)
   except Exception as e:  # pylint: disable=broad-except
     return dict(prediction_error=sweep.error_text(e))
   return dict(t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
@@ -109,7 +111,9 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
                        progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
     if FLAGS.predict:
-      summary.update(predicted(cfg, summary['positions'], balance, device))
+      summary.update(predicted(
+          cfg, summary['positions'], balance, device,
+          [result.compiled[n] for n in summary['positions']]))
   except Exception as e:  # pylint: disable=broad-except
     _progress(f'failed: {sweep.error_text(e)[:300]}')
     points = []
@@ -154,6 +158,7 @@ def main(argv):
       _write_outputs(out, summary, name, tau)
       if summary['status'] == 'ok':
         print_table(summary, tau)
+        common.print_plan(summary, tau)
     summaries.append(summary)
   if not single:
     results.write_json(out / 'summary.json', {'kind': 'grid', 'summaries': summaries})
@@ -164,4 +169,4 @@ def main(argv):
 
 if __name__ == '__main__':
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

@@ -5,15 +5,21 @@ r"""Show the tiling XLA chose for a block at each N, or for a user's own HLO dum
   python -m experiments.tiling --module moe --impl ragged --target a100
   python -m experiments.tiling --module dense --target cpu --positions 1,2,16
   python -m experiments.tiling --hlo /path/to/xla_dump_folder --out tiles.json
+  python -m experiments.tiling --module dense --model llama3-8b --target v5e
+  python -m experiments.tiling --hlo /path/to/tpu_dump_folder   # *after_codegen.txt
 
 NVIDIA targets compile deviceless (no GPU needed; the gpu-aot extra provides the
 CUDA plugin). Prints one table per N: each kernel's kind, tile along N and
 along the features, block_k, split-K, warps, stages, grid blocks and waves on
-the target's SM count. `--out FILE` writes
+the target's SM count. TPU targets (the tpu-aot extra) compile deviceless
+too and show, per fusion, the layout tiles and the windows XLA:TPU chose
+(output, kernel and input window bounds in tiles, iteration bounds) with its
+estimated_cycles. `--out FILE` writes
 {"modules": [{"name", "file", "positions", "target", "tiling_source",
 "placeholder", "kernels": [...]}]}.
 """
 
+import pathlib
 import sys
 
 from absl import flags
@@ -23,6 +29,7 @@ from experiments import common
 from nfp_jax import autotune
 from nfp_jax import compile as compile_lib
 from nfp_jax import hlo
+from nfp_jax import hlo_tpu
 from nfp_jax import pricing_gpu
 from nfp_jax import results
 from nfp_jax import targets
@@ -32,8 +39,8 @@ common.define_block_flags(default_module='dense')
 flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
                     'Comma list of N, increasing.')
 flags.DEFINE_string('target', 'h100', 'cpu (local backend), gpu (local GPU) or a '
-                    'deviceless NVIDIA target: '
-                    f'{", ".join(targets.names("gpu")[1:])}.')
+                    'deviceless NVIDIA or TPU target: '
+                    f'{", ".join(targets.names()[2:])}.')
 flags.DEFINE_string('tiling', None, 'Tiling source: xla-default, cost-model, '
                     'model-autotune, autotune-file:PATH, override:<config>; default model-autotune '
                     'on GPU targets, xla-default on cpu (its only one).')
@@ -93,8 +100,47 @@ def print_winner_changes(modules) -> None:
         last = label
 
 
+_TPU_COLUMNS = (('fusion', 22), ('op', 14), ('kind', 15), ('tiles', 13),
+                ('out_win', 8), ('kern_win', 8), ('in_win', 7), ('iters', 9),
+                ('cycles', 9))
+
+
+def print_tpu_module(module: dict) -> None:
+  """The fusions of one XLA:TPU program with the windows it chose."""
+  program = module['program']
+  estimate = (f"  optimal_seconds={program.compiler_seconds * 1e6:.1f} us"
+              if program.optimal_seconds is not None else '')
+  print(f"\n{module['name']}  N={module['positions']}  target={module['target']}"
+        f"{estimate}  estimated_cycles={program.estimated_cycles}")
+  print(' '.join(f'{name:>{width}}' for name, width in _TPU_COLUMNS))
+  bounds = lambda b: 'x'.join(map(str, b)) if b else None
+  for f in program.fusions:
+    if f.kind in ('tpu_fusion', 'tpu_copy') and not FLAGS.all_kernels:
+      continue
+    values = (f.name[-22:], '+'.join(f.source_ops)[:14] or '-', f.kind, f.tiles,
+              bounds(f.output_window_bounds), bounds(f.kernel_window_bounds),
+              bounds(f.input_window_bounds), bounds(f.iteration_bounds),
+              f.estimated_cycles)
+    print(' '.join(f'{_cell(v):>{w}}' for v, (_, w) in zip(values, _TPU_COLUMNS)))
+
+
+def _is_tpu_dump(path: str) -> bool:
+  folder = pathlib.Path(path)
+  if folder.is_dir():
+    return bool(hlo_tpu.dump_files(folder))
+  try:
+    return folder.is_file() and hlo_tpu.is_tpu_hlo(folder.read_text())
+  except (OSError, UnicodeDecodeError):
+    return False
+
+
 def _modules_from_dump(path: str, target: str | None) -> list:
   try:
+    if _is_tpu_dump(path):
+      return [dict(name=p.name, file=p.file, positions=p.positions,
+                   target=target or 'tpu', tiling_source='as dumped',
+                   placeholder=None, program=p, kernel_records=p.fusions)
+              for p in hlo_tpu.read_dump(path)]
     read = hlo.read_dump(path)
   except (hlo.HloParseError, OSError) as e:
     raise common.UsageError(str(e)) from None
@@ -117,7 +163,8 @@ def _modules_from_blocks(target, positions: list) -> list:
           tiling_source=one.tiling_source, placeholder=one.placeholder,
           compile_s=one.compile_s, xla_flags=list(one.xla_flags),
           compiler_options=one.compiler_options, config=cfg.to_dict(),
-          kernel_records=one.kernels()))
+          kernel_records=one.kernels(),
+          **(dict(program=one.program()) if one.is_tpu else {})))
   return modules
 
 
@@ -134,6 +181,9 @@ def main(argv):
     spec = target.spec
   spec = spec if spec is not None and spec.gpu else None
   for module in modules:
+    if 'program' in module:
+      print_tpu_module(module)
+      continue
     if module['tiling_source'] == 'model-autotune' and spec is not None:
       module['winners'] = {k.name: w for k in module['kernel_records']
                            if (w := autotune.kernel_winner(k, spec))}
@@ -141,8 +191,10 @@ def main(argv):
   print_winner_changes(modules)
   if FLAGS.out:
     payload = {'modules': [
-        dict({k: v for k, v in m.items() if k != 'kernel_records'},
-             kernels=[k.to_dict() for k in m['kernel_records']])
+        dict({k: v for k, v in m.items() if k not in ('kernel_records', 'program')},
+             kernels=[k.to_dict() for k in m['kernel_records']],
+             **({'program': {k: v for k, v in m['program'].to_dict().items()
+                             if k != 'fusions'}} if 'program' in m else {}))
         for m in modules],
                'provenance': results.provenance(
                    seed=FLAGS.seed, device=jax.devices('cpu')[0],
@@ -154,4 +206,4 @@ if __name__ == '__main__':
   # Deviceless NVIDIA compiles need a CPU-only JAX in this process.
   jax.config.update('jax_platforms', 'cpu')
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

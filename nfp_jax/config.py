@@ -17,7 +17,7 @@ from nfp_jax import presets
 from nfp_jax import routing
 
 MODULES = ('linear', 'dense', 'moe', 'attention', 'layer', 'model')
-MOE_IMPLS = ('gather', 'ragged', 'dense')
+MOE_IMPLS = ('gather', 'ragged', 'dense', 'tokamax')
 MASKS = ('causal', 'block')
 ATTN_IMPLS = ('einsum', 'dpa')
 DTYPES = ('bfloat16', 'float32', 'float16')
@@ -219,6 +219,11 @@ def _validate(cfg: BlockConfig) -> None:
   if cfg.moe_impl not in MOE_IMPLS:
     raise ConfigError(f'Unknown MoE implementation {cfg.moe_impl!r}; choose one '
                       f'of {", ".join(MOE_IMPLS)}.')
+  if cfg.moe_impl == 'tokamax' and cfg.is_moe:
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    if importlib.util.find_spec('tokamax') is None:
+      raise ConfigError("--impl tokamax needs the tokamax package: install the "
+                        "tpu-aot extra (pip install -e '.[tpu-aot]').")
   if cfg.mask not in MASKS:
     raise ConfigError(f'Unknown mask {cfg.mask!r}; choose one of {", ".join(MASKS)}.')
   if cfg.attn_impl not in ATTN_IMPLS:

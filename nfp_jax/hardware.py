@@ -132,6 +132,22 @@ _AMPERE_PRICING = dict(_HOPPER_PRICING, mma_sync_fraction=1.0,
                        dram_latency_s=0.55e-6, l2_bandwidth=7.2e12,
                        cublas_tiles=_SM80_TILES)
 
+def _tpu_spec(name, description, bf16, bandwidth, memory, *, topology,
+              mxu_count, mxu_dim, vmem_bytes, sources, int8=None,
+              clock_mxus=None):
+  """A TPU spec-table entry (fields in the comment of SPECS below)."""
+  peaks = {'bfloat16': bf16, **({'int8': int8} if int8 else {})}
+  return HardwareSpec(
+      name, description, peaks, bandwidth, memory, None, None,
+      sources + ('MXU count and dimension, VMEM: JAX 0.10.2 Pallas TPU table '
+                 '(jax/_src/pallas/mosaic/tpu_info.py); clock derived from the '
+                 'bf16 peak',),
+      tpu=dict(topology=topology[0], chips_per_host_bounds=topology[1],
+               mxu_count=mxu_count, mxu_dim=mxu_dim, vmem_bytes=vmem_bytes,
+               clock_hz=bf16 / (2 * (clock_mxus or mxu_count) * mxu_dim**2),
+               sublane=8,
+               lane=128))
+
 SPECS = {s.name: s for s in [
     HardwareSpec(
         'h100', 'NVIDIA H100 SXM5 80GB',
@@ -226,12 +242,49 @@ SPECS = {s.name: s for s in [
                      overlap=0.0,
                      tensor_efficiency=0.70, dram_latency_s=0.6e-6,
                      l2_bandwidth=5e12, blocks_per_core_limit=24)),
-    HardwareSpec(
-        'tpu-v5e', 'Google Cloud TPU v5e (one chip)',
-        {'bfloat16': 197 * _T, 'int8': 394 * _T},
-        819e9, 16 * 2**30, None, None,
-        ('Google Cloud TPU v5e documentation, system architecture page',),
-        gpu=None),
+    # TPU targets: compiled deviceless by libtpu (the tpu-aot extra). `tpu`
+    # holds what a deviceless compile and the TPU pricing need:
+    #   topology: libtpu's topology name and chips_per_host_bounds (one chip
+    #     of a host is compiled for);
+    #   mxu_count, mxu_dim: MXUs per chip (all TensorCores) and the systolic
+    #     array side; vmem_bytes: VMEM per TensorCore (JAX 0.10.2's Pallas
+    #     table, jax/_src/pallas/mosaic/tpu_info.py);
+    #   clock_hz: derived as peak bf16 / (2 * mxu_count * mxu_dim**2), since
+    #     Google publishes no clock; it converts estimated_cycles to seconds.
+    #     v6e: with the 2 MXUs of the docs this gives 3.5 GHz, which XLA:TPU's
+    #     own cycle counts rule out (a compute-bound 16384^3 bf16 matmul is
+    #     estimated at 21.5 M cycles: 409k FLOP per cycle, more than two
+    #     256x256 MXUs do), so its clock is derived with 4 MXU-equivalents
+    #     (1.75 GHz; docs/tpu.md);
+    #   sublane: rows of a layout tile (T(8,128)), lane: its columns.
+    _tpu_spec('v4', 'Google Cloud TPU v4 (one chip, 2 TensorCores)',
+              275 * _T, 1200e9, 32 * 2**30, topology=('v4:2x2x1', (2, 2, 1)),
+              mxu_count=8, mxu_dim=128, vmem_bytes=16 * 2**20,
+              sources=('Cloud TPU docs, "TPU v4" system architecture (275 '
+                       'TFLOPs bf16, 32 GiB HBM2 at 1200 GBps, 2 TensorCores '
+                       'of 4 MXUs)',)),
+    _tpu_spec('v5e', 'Google Cloud TPU v5e (one chip, 1 TensorCore)',
+              197 * _T, 819e9, 16 * 10**9, topology=('v5e:2x2', (2, 2, 1)),
+              mxu_count=4, mxu_dim=128, vmem_bytes=128 * 2**20,
+              int8=394 * _T,
+              sources=('Cloud TPU docs, "TPU v5e" system architecture (197 '
+                       'TFLOPs bf16, 394 TOPs int8, 16 GB HBM2 at 819 GBps, '
+                       'one TensorCore of 4 MXUs)',)),
+    _tpu_spec('v5p', 'Google Cloud TPU v5p (one chip, 2 TensorCores)',
+              459 * _T, 2765e9, 95 * 2**30, topology=('v5p:2x2x1', (2, 2, 1)),
+              mxu_count=8, mxu_dim=128, vmem_bytes=64 * 2**20,
+              sources=('Cloud TPU docs, "TPU v5p" system architecture (459 '
+                       'TFLOPs bf16, 95 GiB HBM2e at 2765 GBps, 2 TensorCores '
+                       'of 4 MXUs each)',)),
+    _tpu_spec('v6e', 'Google Cloud TPU v6e Trillium (one chip, 1 TensorCore)',
+              918 * _T, 1640e9, 32 * 10**9, topology=('v6e:2x2', (2, 2, 1)),
+              mxu_count=2, mxu_dim=256, vmem_bytes=128 * 2**20,
+              int8=1836 * _T, clock_mxus=4,
+              sources=('Cloud TPU docs, "TPU v6e" system architecture (918 '
+                       'TFLOPs bf16, 1836 TOPs int8, 32 GB HBM, one TensorCore '
+                       'of 2 MXUs); HBM bandwidth 1640 GBps as in the v6e spec '
+                       'table (JAX\'s Pallas table: 1.64e12; the v5e comparison '
+                       'row rounds to 1600)',)),
 ]}
 
 
@@ -389,17 +442,38 @@ def cache_file(name: str) -> str:
   return os.path.join(root, 'nfp_jax', name)
 
 
+def _cpuinfo_field(name: str) -> str | None:
+  """The first value of a /proc/cpuinfo field (None where there is none)."""
+  try:
+    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+      if line.split(':', 1)[0].strip() == name:
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return None
+
+
+# The vector-ISA flags that decide which XLA:CPU / YNNPACK kernels run.
+ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw',
+             'avx512vl', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16',
+             'amx_tile', 'amx_bf16', 'amx_int8', 'asimd', 'sve', 'sve2')
+
+
+def cpu_description() -> dict:
+  """The local CPU as a result should name it: model, the vector-ISA flags
+  that matter to XLA:CPU's kernels, and the core count."""
+  flags = set((_cpuinfo_field('flags') or _cpuinfo_field('Features') or '').split())
+  return dict(model=(_cpuinfo_field('model name') or platform.processor()
+                     or platform.machine()),
+              isa_flags=[f for f in ISA_FLAGS if f in flags],
+              cpu_count=os.cpu_count())
+
+
 def machine_key(device=None) -> str:
   """Identifies the machine a cached balance belongs to."""
   device = device or jax.devices()[0]
-  cpu = platform.processor() or platform.machine()
-  try:
-    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        cpu = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
+  cpu = (_cpuinfo_field('model name') or platform.processor()
+         or platform.machine())
   return (f'{platform.node()}|{device.platform}|{device.device_kind}|{cpu}|'
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 

@@ -8,11 +8,15 @@ import ctypes
 import ctypes.util
 import dataclasses
 import gc
+import pathlib
+import tempfile
 import time
 from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
+
+from nfp_jax import hlo
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -54,40 +58,38 @@ class CompiledForward:
   compile_s: float
   cost: dict  # cost_analysis(): flops, bytes accessed, ...
   memory: dict  # memory_analysis(): buffer sizes in bytes
+  hlo: Any = None  # hlo.CompiledHlo (its kernels) when compiled with read=True
 
 
-def cost_dict(compiled) -> dict:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older JAX returned one dict per device
-    cost = cost[0] if cost else {}
-  keep = {}
-  for key, value in (cost or {}).items():
-    if key in ('flops', 'bytes accessed', 'transcendentals', 'optimal_seconds',
-               'utilization') or key.startswith('bytes accessed'):
-      keep[key] = float(value)
-  return keep
-
-
-def memory_dict(compiled) -> dict:
-  memory = compiled.memory_analysis()
-  if memory is None:
-    return {}
-  names = ('argument_size_in_bytes', 'output_size_in_bytes',
-           'temp_size_in_bytes', 'alias_size_in_bytes',
-           'generated_code_size_in_bytes')
-  return {n: int(getattr(memory, n)) for n in names if hasattr(memory, n)}
-
-
-def compile_forward(fn: Callable, args, compiler_options: dict | None = None
+def compile_forward(fn: Callable, args, compiler_options: dict | None = None,
+                    *, read: bool = False, positions: int = 0
                     ) -> CompiledForward:
-  """jit(fn).lower(*args).compile(), with lower and compile timed apart."""
-  start = time.perf_counter()
-  lowered = jax.jit(fn).lower(*args)
-  lowered_at = time.perf_counter()
-  compiled = lowered.compile(compiler_options or None)
-  done = time.perf_counter()
+  """jit(fn).lower(*args).compile(), with lower and compile timed apart.
+
+  With `read`, the same compile also dumps the program to a temporary folder
+  and `hlo` holds what hlo.read_compiled reads of it (kernels, GEMV tiles), so
+  the executable that is timed is the one whose kernels are read and priced:
+  one compile per N.
+  """
+  with tempfile.TemporaryDirectory(prefix='nfp_jax_dump_') as tmp:
+    folder = pathlib.Path(tmp) / f'n{positions}'
+    options = (hlo.dump_options(compiler_options, folder) if read
+               else compiler_options or None)
+    start = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile(options)
+    done = time.perf_counter()
+    record = None
+    if read:
+      device = next(iter(jax.tree.leaves(args)[0].devices()))
+      record = hlo.read_compiled(
+          compiled, positions, folder, target=device.platform,
+          device_kind=device.device_kind,
+          compiler_options=compiler_options, lower_s=lowered_at - start,
+          compile_s=done - lowered_at)
   return CompiledForward(compiled, lowered_at - start, done - lowered_at,
-                         cost_dict(compiled), memory_dict(compiled))
+                         hlo.cost_dict(compiled), hlo.memory_dict(compiled), record)
 
 
 def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,

@@ -39,6 +39,16 @@ class Prediction:
   composition: str  # 'compiled' or 'layer x n_layers + head'
   points: list  # per N: kernels priced, fixed costs
   compile_s: float
+  # XLA:TPU's own cost model beside the principle (TPU targets; else None):
+  # optimal_seconds of compiled.cost_analysis() per N (less the -1 s that
+  # each uncosted custom call adds, hlo_tpu.Program.compiler_seconds), and the
+  # program's
+  # estimated_cycles at the spec clock (pricing_tpu.cycles_time).
+  t_compiler_s: list | None = None
+  nfp_compiler: dict | None = None
+  t_cycles_s: list | None = None
+  nfp_cycles: dict | None = None
+  windows: list | None = None  # per N: the windows XLA:TPU chose per fusion
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -54,6 +64,8 @@ def target_balance(target: targets_lib.Target, dtype: str,
   if target.spec is not None:
     spec = target.spec
     key = 'tf32' if dtype == 'float32' and 'tf32' in spec.peak_flops else dtype
+    if spec.tpu and dtype == 'float32':
+      key = 'bfloat16'  # XLA:TPU's default precision: one bf16 MXU pass
     balance = hardware.spec_balance(target.name, key)
     return dataclasses.replace(balance, dtype=dtype,
                                details=dict(balance.details, peak_dtype=key))
@@ -97,6 +109,13 @@ def _composed(head, layer, n_layers, memory, balance):
                               floor + alloc + sum(k.t_s for k in kernels))
 
 
+def program_memory(sweep_points) -> dict:
+  """N -> memory_analysis of a sweep's compiled executables (its ok points),
+  for `predict(memory=...)`: a model is then not compiled a second time."""
+  return {p['positions']: p['memory_analysis'] for p in sweep_points
+          if p.get('status') == 'ok' and p.get('memory_analysis')}
+
+
 def _program_memory(cfg, positions, target, tiling, balance, memory, progress):
   """N -> the whole program's memory_analysis: from `memory` where given (a
   sweep's compiled executables), else compiled here; {} per N where fresh
@@ -112,6 +131,7 @@ def _program_memory(cfg, positions, target, tiling, balance, memory, progress):
 def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
             tiling: str | None = None, balance=None, probe: dict | None = None,
             taus: Sequence[float] = boundary.TAUS, memory: dict | None = None,
+            compiled: Sequence | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Prediction:
   """Predicts T(N) at every N of `positions` (which starts at 1).
 
@@ -127,10 +147,20 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
     memory: for a model, N -> the memory_analysis of the whole compiled
       program (a sweep's points have it); compiled here where missing and
       needed.
+    compiled: the programs already compiled for these N on the local target
+      (hlo.CompiledHlo per N, in order, as a sweep keeps them from the
+      executables it timed): priced as they are, with no second compile; a
+      whole model is then priced from all of its kernels.
     progress: called with a line per compiled N.
   """
   balance = target_balance(target, cfg.dtype, balance)
-  if cfg.module == 'model':
+  if compiled is not None:
+    compiled = list(compiled)
+    if [c.positions for c in compiled] != list(positions):
+      raise ValueError('compiled programs must be given for exactly the swept N.')
+    points = [_price(c, balance, target, probe) for c in compiled]
+    composition = 'compiled (the executables the sweep timed)'
+  elif cfg.module == 'model':
     layer_cfg = dataclasses.replace(cfg, module='layer')
     head_cfg = dataclasses.replace(cfg, n_layers=0)
     layers = _compile_points(layer_cfg, positions, target, tiling, progress)
@@ -157,6 +187,7 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
     mechanism[key] = principle.binding_mechanism(points, pred.nfp, pred.bracket[1])
     nfp_res[key] = boundary.find(positions, [t / t_res[0] for t in t_res],
                                  tau=tau).nfp
+  compiler = _compiler_columns(cfg, positions, target, compiled, taus)
   probe_info = None
   if probe and target.platform == 'cpu':
     probe_info = {k: probe.get(k) for k in ('machine_key', 'measured_at', 'version',
@@ -169,4 +200,35 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
       tiling_source=compiled[0].tiling_source, placeholder=compiled[0].placeholder,
       hardware=balance.to_dict(), probe=probe_info, composition=composition,
       points=[dataclasses.asdict(p) for p in points],
-      compile_s=sum(c.compile_s + c.lower_s for c in compiled))
+      compile_s=sum(c.compile_s + c.lower_s for c in compiled), **compiler)
+
+
+def _compiler_columns(cfg, positions, target, compiled, taus) -> dict:
+  """t_compiler_s / nfp_compiler (optimal_seconds), t_cycles_s / nfp_cycles
+  (estimated_cycles at the spec clock) and the windows per N, on TPU targets.
+  A model is composed as the principle is: head + n_layers x layer."""
+  if target.platform != 'tpu':
+    return {}
+  from nfp_jax import pricing_tpu  # pylint: disable=g-import-not-at-top
+  programs = [c.program() for c in compiled]
+  count = len(positions)
+  def per_n(value):
+    values = [value(p) for p in programs]
+    if cfg.module == 'model':  # layers first, then heads (predict above)
+      return [h + cfg.n_layers * l for l, h in zip(values[:count], values[count:])]
+    return values
+  optimal = per_n(lambda p: p.compiler_seconds or 0.0)
+  cycles = per_n(lambda p: pricing_tpu.cycles_time(p, target.spec.tpu))
+  def nfp(curve):
+    return {boundary.tau_key(t): boundary.find(
+        positions, [v / curve[0] for v in curve], tau=t).nfp for t in taus}
+  windows = [[dict(fusion=f.name, op='+'.join(f.source_ops) or None,
+                   kind=f.kind, output_window=f.output_window_bounds,
+                   kernel_window=f.kernel_window_bounds,
+                   iterations=f.iteration_bounds,
+                   estimated_cycles=f.estimated_cycles)
+              for f in p.fusions if f.kind != 'tpu_copy' and (
+                  f.dots or f.estimated_cycles or f.kind == 'tpu_custom_call')]
+             for p in programs[:count]]
+  return dict(t_compiler_s=optimal, nfp_compiler=nfp(optimal),
+              t_cycles_s=cycles, nfp_cycles=nfp(cycles), windows=windows)

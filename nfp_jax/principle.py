@@ -283,11 +283,15 @@ def price_module(kernels, positions: int, balance, *, target,
                  memory: dict | None = None, autotune=None) -> CurvePoint:
   """T_pred of one compiled forward on `target` (targets.Target): its kernels
   plus the fixed costs. GPU targets are priced by pricing_gpu (autotune: its
-  re-tiling function for the model-autotune tiling source, else None)."""
+  re-tiling function for the model-autotune tiling source, else None), TPU
+  targets by pricing_tpu."""
   if target.platform == 'gpu':
     from nfp_jax import pricing_gpu  # pylint: disable=g-import-not-at-top
     return pricing_gpu.price_module(kernels, positions, target.spec,
                                     autotune=autotune)
+  if target.platform == 'tpu':
+    from nfp_jax import pricing_tpu  # pylint: disable=g-import-not-at-top
+    return pricing_tpu.price_module(kernels, positions, balance, target=target)
   def price(kernel):
     if kernel.kind not in GEMM_KINDS or kernel.dot_dimension_numbers is None:
       return price_streamed(kernel, balance)

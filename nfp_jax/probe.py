@@ -22,8 +22,6 @@ import dataclasses
 import datetime
 import json
 import math
-import pathlib
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +29,6 @@ import numpy as np
 
 from nfp_jax import costs
 from nfp_jax import hardware
-from nfp_jax import hlo
 from nfp_jax import measure
 from nfp_jax import results
 
@@ -66,10 +63,9 @@ class ReferenceCurve:
   llvm_functions: tuple  # XLA:CPU GEMV function per N (None if not a GEMV)
 
 
-def _kind(text: str, positions: int, gemv_function_names: dict) -> tuple:
+def _kind(kernels: list) -> tuple:
   """(kind, GEMV function) of the GEMM kernel of a compiled probe."""
-  for kernel in hlo.read_kernels(text, positions,
-                                 gemv_function_names=gemv_function_names):
+  for kernel in kernels:
     if kernel.kind != 'other':
       return kernel.kind, kernel.llvm_function
   return 'other', None
@@ -84,21 +80,16 @@ def sweep_reference(dtype: str, contraction: int, features: int,
   weights = jax.device_put(jnp.asarray(
       rng.standard_normal((contraction, features)), dtype), device)
   calls, kinds, functions = {}, [], []
-  with tempfile.TemporaryDirectory(prefix='nfp_jax_probe_') as tmp:
-    for n in positions:
-      x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
-                         device)
-      folder = pathlib.Path(tmp) / f'n{n}'
-      forward = measure.compile_forward(
-          lambda a, w: a @ w, (x, weights),
-          {'xla_dump_to': str(folder), 'xla_dump_hlo_as_text': True})
-      dumped = hlo.dump_files(folder)
-      kind, function = _kind(forward.executable.as_text(), n,
-                             dumped[-1][2] if dumped else {})
-      kinds.append(kind)
-      functions.append(function)
-      calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
-          forward.executable, x)
+  for n in positions:
+    x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
+                       device)
+    forward = measure.compile_forward(lambda a, w: a @ w, (x, weights),
+                                      read=True, positions=n)
+    kind, function = _kind(forward.hlo.kernels())
+    kinds.append(kind)
+    functions.append(function)
+    calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
+        forward.executable, x)
   samples = measure.time_interleaved(calls, rounds, warmup=warmup, seed=seed)
   medians, intervals = [], []
   for n in positions:
@@ -227,9 +218,11 @@ def summarize(references: list) -> dict:
   return out
 
 
-def run(dtypes=('float32',), shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
-        rounds: int = 7, device=None, progress=lambda _: None) -> dict:
-  """Runs the probe on the local device and returns its JSON-ready result."""
+def measure_references(dtypes=('float32',), shapes=REFERENCE_SHAPES,
+                       positions=DEFAULT_POSITIONS, rounds: int = 7, device=None,
+                       progress=lambda _: None) -> dict:
+  """Measures every reference curve of the probe on the local device; returns
+  the probe's JSON-ready result."""
   device = device or jax.devices()[0]
   references = []
   for dtype in dtypes:
@@ -255,5 +248,5 @@ def local_probe(cache_file: str | None = None, dtypes=('float32',),
   key = json.dumps(dict(machine=hardware.machine_key(device), dtypes=list(dtypes),
                         shapes=[list(s) for s in shapes], positions=list(positions),
                         version=PROBE_VERSION), sort_keys=True)
-  return results.cached(cache_file, key, lambda: run(
+  return results.cached(cache_file, key, lambda: measure_references(
       dtypes, shapes, positions, rounds, device, progress), refresh)

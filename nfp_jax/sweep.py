@@ -25,6 +25,9 @@ from nfp_jax import principle
 class SweepResult:
   points: list  # one dict per swept N ("kind": "point")
   summary: dict  # "kind": "summary"
+  # N -> hlo.CompiledHlo of the executable that was timed (its kernels), for
+  # the prediction: a sweep compiles each N once.
+  compiled: dict = dataclasses.field(default_factory=dict)
 
 
 def error_text(error: BaseException) -> str:
@@ -87,7 +90,8 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
   state = jax.device_put(state, device)
   def compile_one(n):
     args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
-    forward = measure.compile_forward(fn, args, compiler_options)
+    forward = measure.compile_forward(fn, args, compiler_options, read=True,
+                                      positions=n)
     jax.block_until_ready(forward.executable(*args))
     progress(f'N={n}: compiled in {forward.compile_s:.2f} s '
              f'(lower {forward.lower_s:.2f} s)')
@@ -124,7 +128,8 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
       config=cfg.to_dict(), failed_positions=sorted(failed), **curve_fields,
       hardware=balance.to_dict(), setup_s=setup_s,
       wall_s=time.perf_counter() - start)
-  return SweepResult(points, summary)
+  return SweepResult(points, summary,
+                     {n: fwd.hlo for n, (fwd, _) in compiled.items()})
 
 
 def curve(cfg, calls: dict, *, balance, rounds: int, warmup: int = 2,

@@ -16,7 +16,6 @@ from nfp_jax import predict
 from nfp_jax import pricing_gpu
 from nfp_jax import principle
 from nfp_jax import targets
-from nfp_jax import validation
 from tests import cli
 from tests.cli import requires_gpu_aot
 
@@ -201,19 +200,6 @@ def test_h100_prediction_from_the_spec_table():
   assert p.n_idle['0.1'] > 64 and len(p.t_pred_s) == 3
 
 
-def test_scores_and_naive_predictors():
-  cases = [dict(nfp_measured={'0.1': m}, nfp_predicted={'0.1': p},
-                n_idle={'0.1': i}, positions=[1, 2, 4])
-           for m, p, i in ((1, 1, 8), (4, 6, 16), (8, 4, 32))]
-  s = validation.summarize(cases)
-  assert s['share_within_1_5x'] == pytest.approx(2 / 3)
-  assert s['median_abs_log2_error'] == pytest.approx(math.log2(1.5))
-  assert s['median_idle_overprediction'] == 4
-  assert s['naive']['smallest']['share_within_1_5x'] == pytest.approx(1 / 3)
-  assert s['naive']['idle']['share_within_1_5x'] == 0
-  assert s['beats_naive'] and s['share_measured_above_2'] == pytest.approx(2 / 3)
-
-
 @requires_gpu_aot
 def test_predict_cli(tmp_path, cli_env):
   out = tmp_path / 'p.json'
@@ -229,32 +215,6 @@ def test_predict_cli(tmp_path, cli_env):
   bad = cli.run('experiments.predict', ['--target', 'tpu9'], cli_env)
   assert bad.returncode == 2 and 'Unknown --target' in bad.stderr
   assert 'Traceback' not in bad.stderr
-
-
-@requires_gpu_aot
-def test_validate_cli_with_a_case_and_an_anchor(tmp_path, cli_env):
-  out = tmp_path / 'v'
-  proc = cli.run('experiments.validate', [
-      '--cases', 'dense-small', '--repeats', '3', '--positions', '1,2,4',
-      '--anchor', str(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv'),
-      '--out', str(out)], cli_env, timeout=900)
-  assert proc.returncode == 0, proc.stderr
-  report = json.loads((out / 'report.json').read_text())
-  case = report['cases'][0]
-  for key in ('nfp_measured', 'nfp_bracket', 'nfp_predicted', 'nfp_resource',
-              'n_idle', 'binding_mechanism', 'log2_error', 'idle_overprediction'):
-    assert key in case
-  for key in ('share_within_1_5x', 'median_abs_log2_error',
-              'median_idle_overprediction', 'naive'):
-    assert key in report['summary']
-  assert set(report['summary']['naive']) == {'idle', 'smallest'}
-  assert report['anchor_summary']['all']['principle']['curves'] == 1
-  anchors = json.loads((out / 'anchors.json').read_text())
-  assert anchors['curves'][0]['kind'] == 'mlp'
-  assert (out / 'anchors.md').exists() and (out / 'anchors.png').exists()
-  assert (out / 'report.md').exists() and (out / 'overview.png').exists()
-  bad = cli.run('experiments.validate', ['--cases', 'nope'], cli_env)
-  assert bad.returncode == 2 and 'Unknown case' in bad.stderr
 
 
 def test_model_fresh_buffers_come_from_the_whole_program():

@@ -3,11 +3,14 @@
 import pytest
 
 from nfp_jax import blocks
+from nfp_jax import compile as compile_lib
 from nfp_jax import config
 from nfp_jax import errors
 from nfp_jax import hardware
 from nfp_jax import measure
+from nfp_jax import predict
 from nfp_jax import sweep
+from nfp_jax import targets
 
 BALANCE = hardware.Balance(name='test', dtype='float32', peak_flops=1e11,
                            bandwidth=1e10, source='test')
@@ -16,10 +19,10 @@ BALANCE = hardware.Balance(name='test', dtype='float32', peak_flops=1e11,
 def test_failed_point_is_recorded(monkeypatch):
   real = measure.compile_forward
 
-  def flaky(fn, args, options=None):
+  def flaky(fn, args, options=None, **kwargs):
     if args[1].shape[0] == 2:
       raise MemoryError('RESOURCE_EXHAUSTED: out of memory while allocating')
-    return real(fn, args, options)
+    return real(fn, args, options, **kwargs)
 
   monkeypatch.setattr(measure, 'compile_forward', flaky)
   cfg = config.resolve('dense', 'tiny', dtype='float32')
@@ -33,7 +36,7 @@ def test_failed_point_is_recorded(monkeypatch):
 
 
 def test_failure_at_one_position_raises(monkeypatch):
-  def broken(fn, args, options=None):
+  def broken(fn, args, options=None, **kwargs):
     raise RuntimeError('cannot compile')
   monkeypatch.setattr(measure, 'compile_forward', broken)
   cfg = config.resolve('dense', 'tiny', dtype='float32')
@@ -61,3 +64,29 @@ def test_check_fits_names_what_is_needed_and_what_there_is():
   sweep.check_fits(cfg, None)
   with pytest.raises(errors.ConfigError, match='GiB available'):
     sweep.check_fits(cfg, need - 1)
+
+
+def test_a_sweep_compiles_each_position_once(monkeypatch):
+  """The executables that are timed are the ones whose kernels are priced."""
+  real = measure.compile_forward
+  calls = []
+
+  def counted(fn, args, options=None, **kwargs):
+    calls.append(kwargs.get('positions'))
+    return real(fn, args, options, **kwargs)
+
+  def no_second_compile(*args, **kwargs):
+    raise AssertionError('a sweep compiled a position twice')
+
+  monkeypatch.setattr(measure, 'compile_forward', counted)
+  monkeypatch.setattr(compile_lib, 'compile_hlo_many', no_second_compile)
+  cfg = config.resolve('dense', 'tiny', dtype='float32')
+  result = sweep.run(cfg, [1, 2, 4], rounds=3, warmup=1, balance=BALANCE)
+  assert calls == [1, 2, 4]
+  assert sorted(result.compiled) == [1, 2, 4]
+  assert all(c.kernels() for c in result.compiled.values())
+  prediction = predict.predict(cfg, [1, 2, 4], target=targets.resolve('cpu'),
+                               balance=BALANCE, compiled=[result.compiled[n]
+                                                          for n in (1, 2, 4)])
+  assert len(prediction.t_pred_s) == 3 and prediction.compile_s > 0
+  assert prediction.composition.startswith('compiled')
