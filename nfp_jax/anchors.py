@@ -441,3 +441,12 @@ def markdown(report: dict, tau_key: str = '0.1') -> str:
                    f"{'+' if n['measured_censored'] else ''}, predicted "
                    f"{n['principle']}{'+' if n['principle_censored'] else ''}: {miss}")
   return '\n'.join(lines) + '\n'
+
+
+def overview_points(curves, tau_key: str = '0.1') -> dict:
+  """The curves' NFPs as plots.validation_overview takes them: per predictor,
+  (measured, predicted, measured censored)."""
+  measured = [c['nfp'][tau_key]['measured'] for c in curves]
+  censored = [c['nfp'][tau_key]['measured_censored'] for c in curves]
+  return {name: (measured, [c['nfp'][tau_key][name] for c in curves], censored)
+          for name in PREDICTORS}

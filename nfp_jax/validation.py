@@ -412,7 +412,7 @@ RULES = (
     'curve never crosses within the grid (NFP shown with +), a prediction at '
     'or beyond the grid end counts as right, for every predictor. Cases whose '
     'measured boundary is unresolved are listed and kept out of the shares. '
-    'T(N) err: median over N of the predicted latency\'s factor off '
+    'GPU anchors are scored by their own rules (anchors.md). T(N) err: median over N of the predicted latency\'s factor off '
     'the measured one. A miss larger than x2 names the mechanism the model '
     'lacks, by a fixed rule (validation.missing_mechanism).')
 
