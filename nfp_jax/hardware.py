@@ -11,6 +11,7 @@ import datetime
 import os
 import pathlib
 import platform
+import sys
 import time
 
 import jax
@@ -358,6 +359,12 @@ def _chain_of_dots(count: int):
   return chain
 
 
+def kernel_count(fn, args) -> int:
+  """How many kernels the compiled `fn(*args)` launches, read from its
+  optimized HLO (hlo.read_kernels), not assumed from the source."""
+  return len(measure.compile_forward(fn, args, read=True).hlo.kernels())
+
+
 def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   """Microbenchmarks the local device for one compute dtype.
 
@@ -367,7 +374,8 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
     the same array viewed as 8192x8192), which stream every byte once and write
     almost nothing;
   call floor: a trivial compiled call (x + 1 on one element), dispatch included;
-  kernel overhead: the slope of a chain of 1 vs 33 tiny dependent matmuls;
+  kernel overhead: the slope of a chain of 1 vs 33 tiny dependent matmuls
+    (each followed by a tanh), per kernel as the compiled programs count them;
   fresh buffers: a broadcast into a new output of 8..64 MiB. From some size on
     the allocator hands out new pages on every call (glibc: mmap at >= 32 MiB)
     and the write runs at page-fault speed: the smallest such size is
@@ -392,7 +400,9 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   floor = _median_time(lambda x: x + 1, (one,), 200)
   tiny = _device_put(jnp.ones((8, 8), jnp.float32), device)
   chain = [_median_time(_chain_of_dots(k), (tiny, tiny), 200) for k in (1, 33)]
-  kernel_overhead = max(0.0, (chain[1] - chain[0]) / 32)
+  kernels = [kernel_count(_chain_of_dots(k), (tiny, tiny)) for k in (1, 33)]
+  details['overhead_chain_kernels'] = kernels
+  kernel_overhead = max(0.0, (chain[1] - chain[0]) / max(kernels[1] - kernels[0], 1))
   for mib in _FRESH_SIZES_MIB:
     n = mib * _MIB // 4
     t = _median_time(lambda s, n=n: jnp.broadcast_to(s, (n,)) * 1.0, (one,),
@@ -507,13 +517,44 @@ def machine_key(device=None) -> str:
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 
 
-_CACHE_VERSION = 5  # bump when measure_local measures something new
+_CACHE_VERSION = 6  # bump when measure_local measures something new
+
+
+BALANCE_SPOT_LIMIT = 0.25  # a cached peak off by more than this is re-measured
+
+
+def spot_check_balance(fields: dict, device=None, timer=None) -> dict:
+  """Re-times the 1024^3 matmul of the cached balance (well under a second):
+  `moved` when its FLOP rate is off the cached one by more than
+  BALANCE_SPOT_LIMIT (bandwidth drifts with the neighbours by itself, so a
+  sweep's own sentinel measures it)."""
+  cached = (fields.get('details') or {}).get('matmul_flops', {}).get('1024')
+  if not cached:
+    return dict(moved=False, reason='no cached 1024 matmul rate')
+  if timer is None:
+    a = _device_put(jnp.ones((1024, 1024), fields['dtype']), device or jax.devices()[0])
+    timer = lambda: _median_time(lambda x, y: x @ y, (a, a), 5)
+  now = 2 * 1024**3 / timer()
+  return dict(cached_flops=cached, now_flops=now,
+              moved=abs(now - cached) > BALANCE_SPOT_LIMIT * cached)
 
 
 def local_balance(dtype: str, cache_file: str | None = None, device=None,
-                  refresh: bool = False) -> Balance:
-  """The measured balance of the local device, cached per machine and dtype."""
+                  refresh: bool = False, progress=None, timer=None) -> Balance:
+  """The measured balance of the local device, cached per machine and dtype;
+  a cached balance whose spot check fails is measured again (one line)."""
   key = f'{machine_key(device)}|{dtype}|v{_CACHE_VERSION}'
+
+  def verify(cached):
+    check = spot_check_balance(cached, device, timer)
+    if check['moved']:
+      (progress or (lambda m: print(m, file=sys.stderr)))(
+          f"balance: the cached {dtype} matmul rate "
+          f"{check['cached_flops'] / 1e9:.0f} GFLOP/s is now "
+          f"{check['now_flops'] / 1e9:.0f}; measuring the balance again")
+    return not check['moved']
+
   fields = results.cached(cache_file, key,
-                          lambda: measure_local(dtype, device).to_dict(), refresh)
+                          lambda: measure_local(dtype, device).to_dict(), refresh,
+                          verify)
   return Balance(**{k: v for k, v in fields.items() if k != 'ridge'})

@@ -191,7 +191,8 @@ def predict(cfg, positions: Sequence[int], *, target: targets_lib.Target,
   probe_info = None
   if probe and target.platform == 'cpu':
     probe_info = {k: probe.get(k) for k in ('machine_key', 'measured_at', 'version',
-                                            'jax', 'rounds')}
+                                            'jax', 'rounds', 'conditions',
+                                            'flagged', 'spot_check')}
   return Prediction(
       positions=list(positions), t_pred_s=t_pred, t_resource_s=t_res,
       nfp_predicted=nfp_pred, nfp_resource=nfp_res,

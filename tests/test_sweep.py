@@ -1,5 +1,7 @@
 """The library sweep: a failure at one N becomes a failed point; the rest goes on."""
 
+import json
+
 import pytest
 
 from nfp_jax import blocks
@@ -90,3 +92,35 @@ def test_a_sweep_compiles_each_position_once(monkeypatch):
                                                           for n in (1, 2, 4)])
   assert len(prediction.t_pred_s) == 3 and prediction.compile_s > 0
   assert prediction.composition.startswith('compiled')
+
+
+def test_overhead_chain_kernels_are_counted_from_the_hlo():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  tiny = jnp.ones((8, 8), jnp.float32)
+  counts = [hardware.kernel_count(hardware._chain_of_dots(k), (tiny, tiny))
+            for k in (1, 33)]
+  # Each dot and its tanh compile to separate kernels on XLA:CPU here; what
+  # matters is that the count comes from the compiled program and grows.
+  assert counts[1] > counts[0] >= 1
+  assert counts[1] - counts[0] >= 32
+
+
+def test_balance_spot_check_with_a_fake_timer(tmp_path):
+  cache = tmp_path / 'hardware.json'
+  key = f'{hardware.machine_key()}|float32|v{hardware._CACHE_VERSION}'
+  fields = dict(BALANCE.to_dict(), details={'matmul_flops': {'1024': 2e11}})
+  fields.pop('ridge', None)
+  cache.write_text(json.dumps({key: fields}))
+  seconds = 2 * 1024**3 / 2e11
+  kept = hardware.local_balance('float32', str(cache), timer=lambda: seconds * 1.1)
+  assert kept.peak_flops == BALANCE.peak_flops  # within the limit: the cache
+  lines = []
+  measured = []
+  real = hardware.measure_local
+  try:
+    hardware.measure_local = lambda dtype, device=None: measured.append(dtype) or BALANCE
+    hardware.local_balance('float32', str(cache), timer=lambda: seconds * 2,
+                           progress=lines.append)
+  finally:
+    hardware.measure_local = real
+  assert measured == ['float32'] and 'measuring the balance again' in lines[0]
