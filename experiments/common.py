@@ -56,6 +56,18 @@ def define_block_flags(default_module: str | None = 'moe') -> None:
   flags.DEFINE_integer('seed', 0, 'Seed of weights, inputs, routing and timing order.')
 
 
+def define_target_flags() -> None:
+  """--positions, --target and --tiling of the deviceless tools (predict, tiling)."""
+  flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
+                      'Comma list of N, increasing; 1 is added if missing.')
+  flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless '
+                      'NVIDIA or TPU target: '
+                      f'{", ".join(targets.names()[2:])}.')
+  flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
+                      'cost-model, model-autotune (default), autotune-file:PATH, '
+                      'override:<config>; on cpu only xla-default.')
+
+
 def define_sweep_flags() -> None:
   """Flags of a measured sweep (as define_block_flags, defined once)."""
   if 'repeats' in FLAGS:

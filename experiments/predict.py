@@ -25,19 +25,11 @@ from nfp_jax import hardware
 from nfp_jax import predict
 from nfp_jax import probe as probe_lib
 from nfp_jax import results
-from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 common.define_block_flags('dense')
 common.define_plan_flags()
-flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
-                    'Comma list of N, increasing; 1 is added if missing.')
-flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless '
-                    'NVIDIA or TPU target: '
-                    f'{", ".join(targets.names()[2:])}.')
-flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
-                    'cost-model, model-autotune (default), autotune-file:PATH, '
-                    'override:<config>.')
+common.define_target_flags()
 flags.DEFINE_string('out', None, 'Write the prediction as JSON to this file.')
 
 

@@ -32,18 +32,10 @@ from nfp_jax import hlo
 from nfp_jax import hlo_tpu
 from nfp_jax import pricing_gpu
 from nfp_jax import results
-from nfp_jax import targets
 
 FLAGS = flags.FLAGS
 common.define_block_flags(default_module='dense')
-flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
-                    'Comma list of N, increasing.')
-flags.DEFINE_string('target', 'h100', 'cpu (local backend), gpu (local GPU) or a '
-                    'deviceless NVIDIA or TPU target: '
-                    f'{", ".join(targets.names()[2:])}.')
-flags.DEFINE_string('tiling', None, 'Tiling source: xla-default, cost-model, '
-                    'model-autotune, autotune-file:PATH, override:<config>; default model-autotune '
-                    'on GPU targets, xla-default on cpu (its only one).')
+common.define_target_flags()
 flags.DEFINE_string('hlo', None, 'Read this HLO file or --xla_dump_to folder '
                     'instead of compiling a block.')
 flags.DEFINE_string('dump_dir', None, 'Keep XLA\'s dump of each N here.')

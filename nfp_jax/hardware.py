@@ -150,6 +150,13 @@ _AMPERE_PRICING = dict(_HOPPER_PRICING, mma_sync_fraction=1.0,
                        dram_latency_s=0.55e-6, l2_bandwidth=7.2e12,
                        cublas_tiles=_SM80_TILES)
 
+_A100_GPU = dict(compute_capability=(8, 0), clock_rate_ghz=1.41,
+                 shared_memory_per_block=49152, shared_memory_per_core=167936,
+                 shared_memory_per_block_optin=166912, fpus_per_core=64,
+                 threads_per_core_limit=2048, threads_per_block_limit=1024,
+                 registers_per_core_limit=65536, registers_per_block_limit=65536,
+                 dnn_version=(8, 9, 4), l2_cache_size=41943040, core_count=108)
+
 SPECS = {s.name: s for s in [
     HardwareSpec(
         'h100', 'NVIDIA H100 SXM5 80GB',
@@ -180,14 +187,8 @@ SPECS = {s.name: s for s in [
         2.039e12, 80 * 2**30, 108, 40 * 2**20,
         ('NVIDIA A100 Tensor Core GPU datasheet (80GB SXM column, dense)',
          'NVIDIA Ampere GA100 whitepaper (108 SMs, 40 MB L2)'),
-        gpu=dict(compute_capability=(8, 0), clock_rate_ghz=1.41,
-                 shared_memory_per_block=49152, shared_memory_per_core=167936,
-                 shared_memory_per_block_optin=166912, fpus_per_core=64,
-                 threads_per_core_limit=2048, threads_per_block_limit=1024,
-                 registers_per_core_limit=65536, registers_per_block_limit=65536,
-                 dnn_version=(8, 9, 4), memory_bandwidth=2039040000000,
-                 l2_cache_size=41943040, device_memory_size=85100068864,
-                 core_count=108),
+        gpu=dict(_A100_GPU, memory_bandwidth=2039040000000,
+                 device_memory_size=85100068864),
         pricing=_AMPERE_PRICING),
     HardwareSpec(
         'a100-40gb', 'NVIDIA A100 SXM4 40GB',
@@ -196,14 +197,8 @@ SPECS = {s.name: s for s in [
         1.555e12, 40 * 2**30, 108, 40 * 2**20,
         ('NVIDIA A100 Tensor Core GPU datasheet (40GB SXM column, dense)',
          'NVIDIA Ampere GA100 whitepaper (108 SMs, 40 MB L2)'),
-        gpu=dict(compute_capability=(8, 0), clock_rate_ghz=1.41,
-                 shared_memory_per_block=49152, shared_memory_per_core=167936,
-                 shared_memory_per_block_optin=166912, fpus_per_core=64,
-                 threads_per_core_limit=2048, threads_per_block_limit=1024,
-                 registers_per_core_limit=65536, registers_per_block_limit=65536,
-                 dnn_version=(8, 9, 4), memory_bandwidth=1555200000000,
-                 l2_cache_size=41943040, device_memory_size=42505273344,
-                 core_count=108),
+        gpu=dict(_A100_GPU, memory_bandwidth=1555200000000,
+                 device_memory_size=42505273344),
         pricing=_AMPERE_PRICING),
     HardwareSpec(
         'b200', 'NVIDIA B200 (HGX, 180GB)',
