@@ -40,6 +40,7 @@ _INSTRUCTION_SHAPE = re.compile(
 _TILES = re.compile(r'T\([\d,]+\)(?:\([\d,]+\))*')
 _SPACE = re.compile(r'S\((\d+)\)')
 _INDEX_COMMENT = re.compile(r'/\*index=\d+\*/')
+_THREAD_END = re.compile(r'^\}, execution_thread="\w+"\s*$', re.M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,6 +369,7 @@ def read_program(text: str, positions: int | None = None, *, file=None,
     hlo.HloParseError: if the text is not HLO.
   """
   text = _INDEX_COMMENT.sub('', text)  # `/*index=5*/` inside long lists
+  text = _THREAD_END.sub('}', text)  # v5p/v6e: `}, execution_thread="sparsecore"`
   module = hlo.parse_module(text)
   entry = module.entry
   layouts = _layouts(text)
