@@ -89,6 +89,9 @@ class Fusion:
   dots: tuple = ()
   positions: int | None = None
   reduces: bool = False  # holds a reduce: reads its operands whole (a GEMV)
+  # An asynchronous copy whose result nothing in the program uses: the
+  # cross-program prefetch refilled at the end of a call for the next one.
+  refill: bool = False
 
   def to_dict(self) -> dict:
     return hlo._jsonable(dataclasses.asdict(self))  # pylint: disable=protected-access
@@ -274,6 +277,15 @@ def _dots(module: hlo.Module, computation: hlo.Computation | None,
   return found
 
 
+def _is_refill(entry: hlo.Computation, inst: hlo.Instruction) -> bool:
+  """A copy-start whose copy-done has no user (and is not the root)."""
+  if inst.opcode != 'copy-start':
+    return False
+  dones = [u for u in entry.users.get(inst.name, ()) if u.opcode == 'copy-done']
+  return bool(dones) and all(not entry.users.get(d.name) and not d.is_root
+                             for d in dones)
+
+
 def _has_reduce(module: hlo.Module, computation: hlo.Computation | None,
                 seen=None) -> bool:
   seen = set() if seen is None else seen
@@ -357,7 +369,7 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
                           ).strip('"') or None,
       mosaic_tiling=_ints(tiling.group(1).split(',')) if tiling else None,
       mosaic_cost={k: float(v) for k, v in mosaic.items()} if mosaic else None,
-      dots=dots, positions=positions,
+      dots=dots, positions=positions, refill=_is_refill(entry, inst),
       reduces=inst.opcode.startswith('reduce') or _has_reduce(module, called))
 
 
