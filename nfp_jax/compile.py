@@ -279,6 +279,17 @@ def _child_count(target: targets_lib.Target, count: int) -> int:
       os, 'sched_getaffinity') else (os.cpu_count() or 1)))
 
 
+def _shares(positions_list: list, children: int) -> list:
+  """The N list split over the children, largest N first in snake order
+  (0, 1, ..., k-1, k-1, ..., 0, ...), so that the slow large-N compiles are
+  spread evenly."""
+  shares = [[] for _ in range(children)]
+  for i, n in enumerate(sorted(positions_list, reverse=True)):
+    turn, step = divmod(i, children)
+    shares[step if turn % 2 == 0 else children - 1 - step].append(n)
+  return [share for share in shares if share]
+
+
 def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
               extra_options) -> list:
   """Runs the compiles in `python -m nfp_jax.compile` with the tiling's
@@ -290,8 +301,7 @@ def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
              else '', TF_CPP_MIN_LOG_LEVEL='3')
   if target.platform == 'tpu':
     env.update(_TPU_CHILD_ENV)
-  children = _child_count(target, len(positions_list))
-  shares = [positions_list[i::children] for i in range(children)]
+  shares = _shares(positions_list, _child_count(target, len(positions_list)))
   procs = []
   for share in shares:
     request = dict(config=cfg.to_dict(), positions=share, target=target.name,

@@ -40,6 +40,7 @@ _INSTRUCTION_SHAPE = re.compile(
 _TILES = re.compile(r'T\([\d,]+\)(?:\([\d,]+\))*')
 _SPACE = re.compile(r'S\((\d+)\)')
 _INDEX_COMMENT = re.compile(r'/\*index=\d+\*/')
+_THREAD_END = re.compile(r'^\}, execution_thread="\w+"\s*$', re.M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,9 @@ class Fusion:
   dots: tuple = ()
   positions: int | None = None
   reduces: bool = False  # holds a reduce: reads its operands whole (a GEMV)
+  # An asynchronous copy whose result nothing in the program uses: the
+  # cross-program prefetch refilled at the end of a call for the next one.
+  refill: bool = False
 
   def to_dict(self) -> dict:
     return hlo._jsonable(dataclasses.asdict(self))  # pylint: disable=protected-access
@@ -273,6 +277,15 @@ def _dots(module: hlo.Module, computation: hlo.Computation | None,
   return found
 
 
+def _is_refill(entry: hlo.Computation, inst: hlo.Instruction) -> bool:
+  """A copy-start whose copy-done has no user (and is not the root)."""
+  if inst.opcode != 'copy-start':
+    return False
+  dones = [u for u in entry.users.get(inst.name, ()) if u.opcode == 'copy-done']
+  return bool(dones) and all(not entry.users.get(d.name) and not d.is_root
+                             for d in dones)
+
+
 def _has_reduce(module: hlo.Module, computation: hlo.Computation | None,
                 seen=None) -> bool:
   seen = set() if seen is None else seen
@@ -356,7 +369,7 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
                           ).strip('"') or None,
       mosaic_tiling=_ints(tiling.group(1).split(',')) if tiling else None,
       mosaic_cost={k: float(v) for k, v in mosaic.items()} if mosaic else None,
-      dots=dots, positions=positions,
+      dots=dots, positions=positions, refill=_is_refill(entry, inst),
       reduces=inst.opcode.startswith('reduce') or _has_reduce(module, called))
 
 
@@ -368,6 +381,7 @@ def read_program(text: str, positions: int | None = None, *, file=None,
     hlo.HloParseError: if the text is not HLO.
   """
   text = _INDEX_COMMENT.sub('', text)  # `/*index=5*/` inside long lists
+  text = _THREAD_END.sub('}', text)  # v5p/v6e: `}, execution_thread="sparsecore"`
   module = hlo.parse_module(text)
   entry = module.entry
   layouts = _layouts(text)

@@ -22,7 +22,10 @@ A matmul fusion (`tpu_conv`, hlo_tpu.py) on a spec-table TPU (hardware.SPECS
 A ragged dot run as a Mosaic kernel (jax.lax.ragged_dot, tokamax.ragged_dot)
 is priced as one matmul per group of rows, reading only the weights of the
 groups that have rows (_price_ragged). Other fusions, copies and custom calls
-stream their HBM bytes.
+stream their HBM bytes. A copy whose result the program does not use is the
+cross-program prefetch refilled for the next call: it stands in for the next
+call's prefetch, which the first copy of the program already priced, so it
+costs nothing here.
 
 Nothing here reads the compiler's own estimate (estimated_cycles,
 optimal_seconds): predict.py puts that beside the principle, as a column.
@@ -90,7 +93,7 @@ def row_windows(fusion: hlo_tpu.Fusion) -> int:
 def price_fusion(fusion: hlo_tpu.Fusion, balance, spec_tpu: dict
                  ) -> principle.KernelTime:
   """One fusion on a TPU spec (the module docstring)."""
-  moved = hbm_bytes(fusion)
+  moved = 0 if fusion.refill else hbm_bytes(fusion)
   name = fusion.source_op if len(fusion.source_ops) < 2 else '+'.join(
       fusion.source_ops)
   ragged = ragged_dot(fusion)

@@ -126,6 +126,9 @@ def test_copy_and_elementwise_stream_their_bytes():
   to_hbm = pricing_tpu.price_fusion(
       hlo_tpu.Fusion(**dict(copy.__dict__, memory_space=0)), BAL, TPU)
   assert to_hbm.bytes == 2 * 1024 * 1024 * 2  # read and written in HBM
+  refill = pricing_tpu.price_fusion(
+      hlo_tpu.Fusion(**dict(copy.__dict__, refill=True)), BAL, TPU)
+  assert refill.bytes == 0 and refill.t_s == 0  # the next call's prefetch
 
 
 def test_module_is_the_sum_of_its_fusions():

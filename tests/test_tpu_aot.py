@@ -72,3 +72,9 @@ def test_missing_tpu_extra_is_one_sentence(monkeypatch):
   with pytest.raises(errors.ConfigError) as error:
     config.resolve('moe', 'tiny', moe_impl='tokamax')
   assert 'tokamax' in str(error.value) and '\n' not in str(error.value)
+
+
+def test_positions_are_shared_over_children_largest_first():
+  shares = compile_lib._shares([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048], 2)  # pylint: disable=protected-access
+  assert shares == [[2048, 256, 128, 16, 8, 1], [1024, 512, 64, 32, 4, 2]]
+  assert compile_lib._shares([5], 4) == [[5]]  # pylint: disable=protected-access
