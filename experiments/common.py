@@ -15,6 +15,7 @@ from absl import flags
 from nfp_jax import boundary
 from nfp_jax import config
 from nfp_jax import errors
+from nfp_jax import measure
 from nfp_jax import results
 from nfp_jax import targets
 
@@ -62,7 +63,15 @@ def define_sweep_flags() -> None:
                       'Comma list of N, increasing; 1 is added if missing.')
   flags.DEFINE_float('tolerance', 0.1, 'The tau shown in tables (0.05, 0.1 and '
                      '0.2 are always computed).')
-  flags.DEFINE_integer('repeats', 15, 'Timed rounds; each round times every N once.')
+  flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds (each '
+                       'times every N once); overrides the adaptive rounds of '
+                       '--min_rounds/--max_rounds/--time_budget_s.')
+  flags.DEFINE_integer('min_rounds', 15, 'Rounds timing every N before the '
+                       'adaptive ones (at least 3).')
+  flags.DEFINE_integer('max_rounds', 200, 'At most this many rounds in all.')
+  flags.DEFINE_float('time_budget_s', 15.0, 'Seconds of timing after which no '
+                     'adaptive round starts (the extra rounds time only the N '
+                     'that keep a boundary unresolved, with N=1).')
   flags.DEFINE_integer('warmup', 2, 'Untimed calls per N before the rounds.')
   flags.DEFINE_string('out', None, 'Output folder (default: a new timestamped '
                       'folder under results/).')
@@ -111,6 +120,18 @@ def parse_positions(text: str) -> list[int]:
     return boundary.check_positions(positions)
   except errors.ConfigError as e:
     raise UsageError(f'--positions: {e}') from None
+
+
+def round_plan():
+  """The rounds flags as a measure.RoundPlan (--repeats: that many, fixed)."""
+  if FLAGS.repeats is not None:
+    plan = measure.RoundPlan.fixed(FLAGS.repeats)
+  else:
+    plan = measure.RoundPlan(FLAGS.min_rounds, FLAGS.max_rounds, FLAGS.time_budget_s)
+  try:
+    return plan.check()
+  except errors.ConfigError as e:
+    raise UsageError(str(e)) from None
 
 
 def parse_tolerance(tau: float) -> float:
@@ -209,6 +230,7 @@ def parse_sweep_flags(argv) -> tuple[list[int], float]:
   no_arguments(argv)
   positions = parse_positions(FLAGS.positions)
   tau = parse_tolerance(FLAGS.tolerance)
-  if FLAGS.repeats < 3:
+  if FLAGS.repeats is not None and FLAGS.repeats < 3:
     raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
+  round_plan()
   return positions, tau

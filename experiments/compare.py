@@ -176,7 +176,7 @@ def main(argv):
       _progress(f'[{i + 1}/{len(configs)}] {framework}: {cfg.module} '
                 f'{cfg.preset} x{cfg.scale:g} {cfg.dtype} (config {config_id})')
       points, summary = compare.measure_framework(
-          framework, cfg, positions, balance=balance, rounds=FLAGS.repeats,
+          framework, cfg, positions, balance=balance, rounds=common.round_plan(),
           warmup=FLAGS.warmup, taus=boundary.taus(tau), device=device,
           progress=_progress)
       if summary['status'] != 'ok':

@@ -53,12 +53,26 @@ def print_table(summary: dict, tau: float) -> None:
   for n in summary['failed_positions']:
     print(f'{n:>6}   failed (see results.jsonl)')
   for k in summary['nfp']:
-    low, high = summary['nfp_range'][k]
     nxt = summary['nfp_bracket'][k][1]
-    print(f"NFP({k}) = {summary['nfp'][k]}  bracket [{summary['nfp'][k]}, "
+    status = summary.get('nfp_status', {}).get(k, 'unresolved')
+    low, high = summary.get('nfp_interval', summary['nfp_range'])[k]
+    print(f"NFP({k}) = {summary['nfp'][k]} {status.upper()}  bracket "
+          f"[{summary['nfp'][k]}, "
           f"{nxt if nxt is not None else '>' + str(summary['positions'][-1])}]  "
-          f"CI range [{low}, {high}]   N_idle({k}) = {summary['n_idle'][k]} "
+          f"90% bootstrap [{low}, {high}]   N_idle({k}) = {summary['n_idle'][k]} "
           f"(x{summary['n_idle_overprediction'][k]:.1f})")
+    if status != 'decided':
+      print(f"  unresolved: {summary.get('unresolved_reason', {}).get(k)}")
+  c = summary.get('conditions')
+  if c:
+    print(f"rounds per N: {summary['rounds_per_position']}; {c['cpu_model']} "
+          f"[{' '.join(c['isa_flags'])}] {c['cores']} cores, {c['xla_threads']} "
+          f"XLA threads; load {c['load_before'] or 0:.2f} -> {c['load_after'] or 0:.2f}; "
+          f"{c['interfered_share']:.0%} of rounds interfered; sentinel "
+          f"{c['bandwidth_gbs']:.1f} GB/s [{c['bandwidth_ci_gbs'][0]:.1f}, "
+          f"{c['bandwidth_ci_gbs'][1]:.1f}]"
+          + (f"; regime change at round {c['regime_change_round']}"
+             if c['regime_change_round'] is not None else ''))
   print(f"T(1) = {summary['t_median_s'][0] * 1e3:.3f} ms is "
         f"{summary['t1_roofline_fraction']:.2f} of its bandwidth roofline "
         f"({summary['bytes_one'] / 1e6:.1f} MB at {hw['bandwidth'] / 1e9:.1f} GB/s)"
@@ -104,7 +118,7 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
   that cannot run at all gets a failed summary, so a grid goes on."""
   try:
     balance = hardware.local_balance(cfg.dtype, hardware.cache_file('hardware.json'), device)
-    result = sweep.run(cfg, positions, rounds=FLAGS.repeats, warmup=FLAGS.warmup,
+    result = sweep.run(cfg, positions, rounds=common.round_plan(), warmup=FLAGS.warmup,
                        balance=balance, taus=boundary.taus(tau), device=device,
                        progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')

@@ -1,5 +1,6 @@
-"""The timing harness: AOT compile once per N, interleaved randomized rounds,
-every sample kept, medians and paired-bootstrap CIs of R(N) = T(N)/T(1).
+"""The timing harness: AOT compile once per N, interleaved randomized rounds
+(adaptive: extra rounds for the N still ambiguous), every sample kept, R(N) as
+the median of paired per-round ratios T_r(N)/T_r(1) with its order-statistic CI.
 
 Only the forward is timed: weights, KV cache and inputs are made before.
 """
@@ -8,11 +9,14 @@ import ctypes
 import ctypes.util
 import dataclasses
 import gc
+import math
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
+
+from nfp_jax import errors
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -90,55 +94,131 @@ def compile_forward(fn: Callable, args, compiler_options: dict | None = None
                          cost_dict(compiled), memory_dict(compiled))
 
 
-def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
-                     warmup: int = 2, seed: int = 0,
-                     on_round: Callable[[int], None] | None = None
-                     ) -> dict[int, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class RoundPlan:
+  """How many timed rounds a curve gets (adaptive between the bounds).
+
+  The first `min_rounds` rounds time every N; after them a round is run only
+  while `time_budget_s` of timing is left, fewer than `max_rounds` were run and
+  the caller still names ambiguous N. `fixed(k)` is min = max = k (--repeats).
+  """
+  min_rounds: int = 15
+  max_rounds: int = 200
+  time_budget_s: float = 15.0
+
+  @classmethod
+  def fixed(cls, rounds: int) -> 'RoundPlan':
+    return cls(rounds, rounds, float('inf'))
+
+  def check(self) -> 'RoundPlan':
+    """errors.ConfigError (one sentence) for a plan that cannot run."""
+    if not self.time_budget_s > 0:
+      raise errors.ConfigError(
+          f'The time budget must be positive, got {self.time_budget_s:g} s.')
+    if self.min_rounds < 3:
+      raise errors.ConfigError(
+          f'At least 3 rounds are needed for paired statistics, got {self.min_rounds}.')
+    if self.min_rounds > self.max_rounds:
+      raise errors.ConfigError(
+          f'min_rounds ({self.min_rounds}) exceeds max_rounds ({self.max_rounds}).')
+    return self
+
+
+def time_rounds(calls: Mapping[int, Callable[[], Any]], plan: RoundPlan,
+                ambiguous: Callable[[dict], Sequence[int]] = lambda _: (),
+                warmup: int = 2, seed: int = 0,
+                on_round: Callable[[int], None] | None = None,
+                clock: Callable[[], float] = time.perf_counter
+                ) -> dict[int, np.ndarray]:
   """Times each call once per round, in a fresh random order every round.
 
-  Each call must block until its result is ready. Sample r of every key comes
-  from round r, so ratios can be paired by round. Garbage collection is paused
-  while timing.
+  Each call must block until its result is ready. The first key is the base of
+  every ratio and is timed in every round. The first plan.min_rounds rounds
+  time every key; after that `ambiguous(samples so far)` names the keys that
+  still need rounds, and only they (with the base, in random order) are timed,
+  until it names none, plan.max_rounds rounds were run or plan.time_budget_s
+  seconds of `clock` have passed since the first timed round. Garbage
+  collection is paused while timing.
 
   Returns:
-    key -> float64 array [rounds] of seconds.
+    key -> float64 array [rounds run] of seconds; NaN where a key was not
+    timed in that round. Sample r of every key comes from round r, so ratios
+    can be paired by round.
   """
   pin_allocator()
   keys = list(calls)
   for key in keys:
     for _ in range(warmup):
       calls[key]()
-  samples = {key: np.empty(rounds) for key in keys}
+  rows = {key: [] for key in keys}
   rng = np.random.default_rng(seed)
   gc_was_enabled = gc.isenabled()
   gc.disable()
+  start = clock()
   try:
-    for r in range(rounds):
-      for i in rng.permutation(len(keys)):
-        call = calls[keys[i]]
-        start = time.perf_counter()
+    for r in range(plan.max_rounds):
+      todo = keys
+      if r >= plan.min_rounds:
+        if clock() - start >= plan.time_budget_s:
+          break
+        wanted = set(ambiguous({k: np.asarray(v) for k, v in rows.items()}))
+        if not wanted:
+          break
+        todo = [k for k in keys if k == keys[0] or k in wanted]
+      for key in keys:
+        rows[key].append(np.nan)
+      for i in rng.permutation(len(todo)):
+        call = calls[todo[i]]
+        t0 = clock()
         call()
-        samples[keys[i]][r] = time.perf_counter() - start
+        rows[todo[i]][r] = clock() - t0
       if on_round:
         on_round(r)
   finally:
     if gc_was_enabled:
       gc.enable()
-  return samples
+  return {key: np.asarray(v, dtype=np.float64) for key, v in rows.items()}
+
+
+def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
+                     warmup: int = 2, seed: int = 0,
+                     on_round: Callable[[int], None] | None = None
+                     ) -> dict[int, np.ndarray]:
+  """time_rounds with a fixed number of rounds: key -> [rounds] seconds."""
+  return time_rounds(calls, RoundPlan.fixed(rounds), warmup=warmup, seed=seed,
+                     on_round=on_round)
+
+
+def paired_ratios(samples: np.ndarray, base: np.ndarray) -> np.ndarray:
+  """T_r(N)/T_r(1) of the rounds that timed both (NaN marks an untimed one)."""
+  ratios = np.asarray(samples, float) / np.asarray(base, float)
+  return ratios[np.isfinite(ratios)]
+
+
+def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, int]:
+  """0-based ranks (lo, hi) of the distribution-free CI of a median from n
+  sorted values: the largest k with P(Binomial(n, 1/2) < k) <= (1-level)/2
+  gives [x_(k), x_(n-k+1)] (1-based). Below 6 values no k reaches 95%; the
+  interval is then the whole range (coverage 1 - 2^(1-n))."""
+  alpha = (1 - level) / 2
+  cdf, k = 0.0, 0
+  while k < n and cdf + math.comb(n, k) / 2**n <= alpha:
+    cdf += math.comb(n, k) / 2**n
+    k += 1
+  k = max(k, 1)
+  return k - 1, n - k
 
 
 def ratio_ci(samples: np.ndarray, base: np.ndarray, level: float = 0.95,
-             n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-  """R = median(samples)/median(base) and a paired bootstrap CI over rounds.
+             **_) -> tuple[float, float, float]:
+  """R(N) and its CI from the paired per-round ratios T_r(N)/T_r(1).
 
-  Rounds (not single samples) are resampled, so a slow round that slowed every
-  N alike moves numerator and denominator together.
+  R is the median of the paired ratios: pairing by round cancels a slow round
+  that hit every N alike, and the median ignores the odd slow call. The CI is
+  the distribution-free order-statistic interval of a median (binomial ranks,
+  median_ci_ranks): valid for any continuous ratio distribution, exact in
+  coverage (>= level), and never clipped to contain R.
   """
-  samples, base = np.asarray(samples), np.asarray(base)
-  ratio = float(np.median(samples) / np.median(base))
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(base), size=(n_boot, len(base)))
-  boot = np.median(samples[idx], axis=1) / np.median(base[idx], axis=1)
-  alpha = (1 - level) / 2
-  lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-  return ratio, min(float(lo), ratio), max(float(hi), ratio)
+  ratios = np.sort(paired_ratios(samples, base))
+  lo, hi = median_ci_ranks(len(ratios), level)
+  return float(np.median(ratios)), float(ratios[lo]), float(ratios[hi])

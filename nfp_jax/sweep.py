@@ -7,6 +7,7 @@ tau (boundary.py), the idle-compute baseline and the N=1 roofline efficiency
 """
 
 import dataclasses
+import os
 import time
 from typing import Callable, Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from nfp_jax import blocks
 from nfp_jax import boundary
+from nfp_jax import conditions
 from nfp_jax import costs
 from nfp_jax import errors
 from nfp_jax import measure
@@ -70,7 +72,7 @@ def each_position(positions: Sequence[int], prepare_one, progress) -> tuple:
   return done, failed
 
 
-def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
+def run(cfg, positions: Sequence[int], *, rounds, balance, warmup: int = 2,
         taus: Sequence[float] = boundary.TAUS, compiler_options: dict | None = None,
         device=None, progress: Callable[[str], None] = lambda _: None
         ) -> SweepResult:
@@ -115,6 +117,7 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
         point, status='ok', samples_s=samples[n],
         t_median_s=curve_fields['t_median_s'][j],
         ratio=curve_fields['ratio'][j], ratio_ci=curve_fields['ratio_ci'][j],
+        rounds_used=curve_fields['rounds_per_position'][j],
         verdict={k: v[j] for k, v in curve_fields['verdicts'].items()},
         lower_s=fwd.lower_s, compile_s=fwd.compile_s, cost_analysis=fwd.cost,
         memory_analysis=fwd.memory, flops_analytic=costs.total_flops(cfg, n),
@@ -127,9 +130,11 @@ def run(cfg, positions: Sequence[int], *, rounds: int, balance, warmup: int = 2,
   return SweepResult(points, summary)
 
 
-def curve(cfg, calls: dict, *, balance, rounds: int, warmup: int = 2,
+def curve(cfg, calls: dict, *, balance, rounds, warmup: int = 2,
           taus: Sequence[float] = boundary.TAUS,
-          progress: Callable[[str], None] = lambda _: None) -> dict:
+          progress: Callable[[str], None] = lambda _: None,
+          clock: Callable[[], float] = time.perf_counter,
+          bandwidth_sentinel=None) -> dict:
   """Times one ready-made forward per N and reduces the samples to a curve.
 
   The framework-independent part of a sweep: interleaved randomized rounds
@@ -145,41 +150,85 @@ def curve(cfg, calls: dict, *, balance, rounds: int, warmup: int = 2,
       its output is ready; keys increasing, the first (N=1) is the base of
       every ratio.
     balance: the hardware balance (hardware.local_balance) of the device.
-    rounds, warmup: as in measure.time_interleaved; cfg.seed orders the rounds.
+    rounds: a measure.RoundPlan (adaptive: extra rounds for the N that keep
+      a tau unresolved) or an int (that many rounds, fixed); warmup as in
+      measure.time_rounds; cfg.seed orders the rounds.
     taus: the tolerances of NFP and N_idle.
-    progress: receives a line every fifth of the rounds.
+    progress: receives a line every fifth round.
+    clock: the timer of the calls and of the time budget (a fake in tests).
+    bandwidth_sentinel: (call, bytes) timed in every round beside the N
+      (default conditions.bandwidth_sentinel(): a streaming read > LLC).
 
   Returns:
     The curve fields of a sweep summary, named as `run` names them:
     positions, samples_s (per N), t_median_s, ratio, ratio_ci, nfp,
-    nfp_bracket, nfp_range, verdicts, n_idle, n_idle_overprediction,
+    nfp_bracket, nfp_range, verdicts, nfp_interval, nfp_status,
+    unresolved_reason, ambiguous_positions (maps tau_key -> value),
+    rounds_per_position, round_plan, conditions, n_idle, n_idle_overprediction,
     t1_roofline_fraction, bytes_one, flops_one, rounds, warmup, timed_s.
   """
   positions = list(calls)
-  step = max(1, rounds // 5)
-  samples = measure.time_interleaved(
-      calls, rounds=rounds, warmup=warmup, seed=cfg.seed,
-      on_round=lambda r: (r + 1) % step == 0 and progress(
-          f'timed round {r + 1}/{rounds}'))
-  stats = [measure.ratio_ci(samples[n], samples[positions[0]], seed=cfg.seed)
-           for n in positions]
+  plan = (rounds if isinstance(rounds, measure.RoundPlan)
+          else measure.RoundPlan.fixed(rounds)).check()
+  monitor = conditions.Monitor()
+  sentinel, sentinel_bytes = (bandwidth_sentinel if bandwidth_sentinel is not None
+                              else conditions.bandwidth_sentinel())
+  timed = dict(calls, bandwidth=sentinel)
+
+  def ambiguous(so_far):
+    wanted = boundary.ambiguous_positions(positions, so_far, taus)
+    return wanted + ['bandwidth'] if wanted else []
+
+  def on_round(r):
+    monitor.round_done()
+    if (r + 1) % 5 == 0:
+      progress(f'timed round {r + 1} (at most {plan.max_rounds})')
+
+  samples = measure.time_rounds(timed, plan, ambiguous=ambiguous, warmup=warmup,
+                                seed=cfg.seed, on_round=on_round, clock=clock)
+  sentinel_s = samples.pop('bandwidth')
+  bandwidth = conditions.bandwidth_summary(sentinel_bytes / sentinel_s / 1e9)
+  stats = [measure.ratio_ci(samples[n], samples[positions[0]]) for n in positions]
   ratio, lo, hi = ([s[i] for s in stats] for i in range(3))
   bounds = {boundary.tau_key(t): boundary.find(positions, ratio, lo, hi, t)
             for t in taus}
-  t_median = [float(np.median(samples[n])) for n in positions]
+  decided = boundary.from_rounds(positions, samples, taus, seed=cfg.seed,
+                                 regime_split=bandwidth['regime_change_round'])
+  t_median = [float(np.nanmedian(samples[n])) for n in positions]
   nfp = {k: b.nfp for k, b in bounds.items()}
   n_idle = principle.idle_compute(cfg, balance, taus)
   return dict(
-      positions=positions, samples_s=[samples[n].tolist() for n in positions],
+      positions=positions,
+      samples_s=[[None if np.isnan(t) else t for t in samples[n].tolist()]
+                 for n in positions],
       t_median_s=t_median, ratio=ratio,
       ratio_ci=[[a, b] for a, b in zip(lo, hi)], nfp=nfp,
       nfp_bracket={k: list(b.bracket) for k, b in bounds.items()},
       nfp_range={k: [b.nfp_low, b.nfp_high] for k, b in bounds.items()},
       verdicts={k: list(b.verdicts) for k, b in bounds.items()},
+      **{field: {k: d[field] for k, d in decided.items()}
+         for field in ('nfp_interval', 'nfp_status', 'unresolved_reason',
+                       'ambiguous_positions')},
+      rounds_per_position=[int(np.isfinite(samples[n]).sum()) for n in positions],
+      round_plan={k: (None if v == float('inf') else v)
+                  for k, v in dataclasses.asdict(plan).items()},
+      conditions=dict(monitor.summary(xla_threads=xla_threads()), **bandwidth,
+                      sentinel_bytes=sentinel_bytes),
       n_idle=n_idle,
       n_idle_overprediction={k: n_idle[k] / nfp[k] for k in nfp},
       t1_roofline_fraction=principle.t1_roofline_fraction(cfg, balance,
                                                           t_median[0]),
       bytes_one=costs.total_bytes(cfg, 1), flops_one=costs.total_flops(cfg, 1),
-      rounds=rounds, warmup=warmup, allocator=measure.pin_allocator(),
-      timed_s=float(sum(s.sum() for s in samples.values())))
+      rounds=len(samples[positions[0]]), warmup=warmup,
+      allocator=measure.pin_allocator(),
+      timed_s=float(sum(np.nansum(s) for s in samples.values())
+                    + np.nansum(sentinel_s)))
+
+
+def xla_threads() -> int:
+  """The threads XLA:CPU's intra-op pool uses: one per CPU this process may
+  run on (XLA's default; XLA_FLAGS can lower it, recorded in provenance)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
