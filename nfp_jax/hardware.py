@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfp_jax import errors
+from nfp_jax import hlo
 from nfp_jax import measure
 from nfp_jax import results
 
@@ -173,14 +174,20 @@ def spec_balance(name: str, dtype: str) -> Balance:
 
 
 def _median_time(fn, args, repeats: int) -> float:
+  return _median_time_and_kernels(fn, args, repeats)[0]
+
+
+def _median_time_and_kernels(fn, args, repeats: int) -> tuple[float, int]:
+  """(median seconds of a call, kernels in its compiled HLO)."""
   compiled = jax.jit(fn).lower(*args).compile()
+  kernels = hlo.count_kernels(compiled.as_text())
   jax.block_until_ready(compiled(*args))
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return float(np.median(times)), kernels
 
 
 def _device_put(x, device):
@@ -210,7 +217,8 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
     the same array viewed as 8192x8192), which stream every byte once and write
     almost nothing;
   call floor: a trivial compiled call (x + 1 on one element), dispatch included;
-  kernel overhead: the slope of a chain of 1 vs 33 tiny dependent matmuls;
+  kernel overhead: the slope of a chain of 1 vs 33 tiny dependent matmuls
+    (with tanh), per kernel counted in each chain's compiled HLO;
   fresh buffers: a broadcast into a new output of 8..64 MiB. From some size on
     the allocator hands out new pages on every call (glibc: mmap at >= 32 MiB)
     and the write runs at page-fault speed: the smallest such size is
@@ -234,8 +242,13 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   one = _device_put(jnp.ones((1,), jnp.float32), device)
   floor = _median_time(lambda x: x + 1, (one,), 200)
   tiny = _device_put(jnp.ones((8, 8), jnp.float32), device)
-  chain = [_median_time(_chain_of_dots(k), (tiny, tiny), 200) for k in (1, 33)]
-  kernel_overhead = max(0.0, (chain[1] - chain[0]) / 32)
+  chain = [_median_time_and_kernels(_chain_of_dots(k), (tiny, tiny), 200)
+           for k in (1, 33)]
+  # Per kernel: the kernel counts come from the compiled HLO (a chain of 33
+  # dots with tanh need not compile to 33 kernels more than a chain of one).
+  details['overhead_chain_kernels'] = [k for _, k in chain]
+  kernel_overhead = max(0.0, (chain[1][0] - chain[0][0])
+                        / max(1, chain[1][1] - chain[0][1]))
   for mib in _FRESH_SIZES_MIB:
     n = mib * _MIB // 4
     t = _median_time(lambda s, n=n: jnp.broadcast_to(s, (n,)) * 1.0, (one,),
@@ -301,7 +314,7 @@ def machine_key(device=None) -> str:
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 
 
-_CACHE_VERSION = 5  # bump when measure_local measures something new
+_CACHE_VERSION = 6  # bump when measure_local measures something new
 
 
 def local_balance(dtype: str, cache_file: str | None = None, device=None,

@@ -887,6 +887,12 @@ def _kernel_level(module: Module):
   return order
 
 
+def count_kernels(text: str) -> int:
+  """How many kernels one optimized HLO module launches per call (every
+  instruction at kernel level that is not a parameter, tuple, bitcast, ...)."""
+  return len(_kernel_level(parse_module(text)))
+
+
 def read_kernels(text: str, positions: int | None = None, *,
                  thunk_text: str | None = None,
                  gemv_function_names: dict | None = None,

@@ -171,3 +171,21 @@ def test_conditions_name_the_cpu():
   assert s['cores'] >= 1 and isinstance(s['cpu_model'], str)
   assert set(s['isa_flags']) <= set(conditions.ISA_FLAGS)
   assert 0 <= s['interfered_share'] <= 1 and len(s['rounds']) == 1
+
+
+def test_overhead_chain_kernels_are_counted_in_the_compiled_hlo():
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from nfp_jax import hardware, hlo  # pylint: disable=import-outside-toplevel
+  tiny = jnp.ones((8, 8), jnp.float32)
+  counts = {}
+  for k in (1, 33):
+    text = jax.jit(hardware._chain_of_dots(k)).lower(tiny, tiny).compile().as_text()
+    counts[k] = hlo.count_kernels(text)
+    # Real HLO: at least one kernel per dot, and no more than dot + tanh each.
+    assert k <= counts[k] <= 2 * k + 2
+  assert counts[33] > counts[1]
+  t, kernels = hardware._median_time_and_kernels(hardware._chain_of_dots(4),
+                                                 (tiny, tiny), 1)
+  assert kernels == hlo.count_kernels(
+      jax.jit(hardware._chain_of_dots(4)).lower(tiny, tiny).compile().as_text())
