@@ -10,6 +10,7 @@ form a grid). A folder that already holds finished configurations is resumed:
 they are skipped, not measured again.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -84,6 +85,12 @@ def print_table(summary: dict, tau: float) -> None:
         f"({summary['binding_mechanism'][k] or 'no crossing'})"
         for k in summary['nfp_predicted']) + '; resource-only: ' + ', '.join(
             f"{k}: {v}" for k, v in summary['nfp_resource'].items()))
+    if summary.get('nfp_predicted_sweep_bandwidth'):
+      bw = summary['prediction_bandwidths_gbs']
+      print(f"predicted at the sweep's sentinel bandwidth {bw['sweep_sentinel']:.1f}"
+            f" GB/s (cached balance {bw['cached_balance']:.1f} GB/s): " + ', '.join(
+                f"NFP({k}) = {v}" for k, v in
+                summary['nfp_predicted_sweep_bandwidth'].items()))
   elif summary.get('prediction_error'):
     print(f"prediction failed: {summary['prediction_error'][:200]}")
 
@@ -94,21 +101,36 @@ def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
     plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
 
 
-def predicted(cfg, positions, balance, device) -> dict:
-  """The principle's prediction of this sweep, for its summary; never fatal."""
+def predicted(cfg, positions, balance, device, bandwidth_gbs=None) -> dict:
+  """The principle's prediction of this sweep, for its summary; never fatal.
+
+  With the bandwidth the sweep's sentinel measured (bandwidth_gbs), the
+  principle also predicts the sweep on the cached balance with that bandwidth:
+  the memory regime the sweep ran in (nfp_predicted_sweep_bandwidth)."""
   try:
     probe = None
     if device.platform == 'cpu':
       probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                     progress=_progress)
-    p = predict.predict(cfg, positions, target=targets.resolve(device.platform),
-                        balance=balance,
-                        probe=probe)
+    target = targets.resolve(device.platform)
+    p = predict.predict(cfg, positions, target=target, balance=balance, probe=probe)
+    now = None
+    if bandwidth_gbs:
+      now = predict.predict(cfg, positions, target=target, probe=probe,
+                            balance=dataclasses.replace(
+                                balance, bandwidth=bandwidth_gbs * 1e9,
+                                source=balance.source + '+sweep sentinel bandwidth'))
   except Exception as e:  # pylint: disable=broad-except
     return dict(prediction_error=sweep.error_text(e))
+  extra = {}
+  if now is not None:
+    extra = dict(nfp_predicted_sweep_bandwidth=now.nfp_predicted,
+                 t_pred_sweep_bandwidth_s=now.t_pred_s,
+                 prediction_bandwidths_gbs=dict(cached_balance=balance.bandwidth / 1e9,
+                                                sweep_sentinel=bandwidth_gbs))
   return dict(t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
               binding_mechanism=p.binding_mechanism, nfp_resource=p.nfp_resource,
-              t_resource_s=p.t_resource_s,
+              t_resource_s=p.t_resource_s, **extra,
               prediction=dict(target=p.target, tiling_source=p.tiling_source,
                               probe=p.probe, composition=p.composition))
 
@@ -123,7 +145,8 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
                        progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
     if FLAGS.predict:
-      summary.update(predicted(cfg, summary['positions'], balance, device))
+      summary.update(predicted(cfg, summary['positions'], balance, device,
+                               summary['conditions']['bandwidth_gbs']))
   except Exception as e:  # pylint: disable=broad-except
     _progress(f'failed: {sweep.error_text(e)[:300]}')
     points = []

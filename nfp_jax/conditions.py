@@ -107,12 +107,20 @@ def sentinel_bytes() -> int:
   return int(min(max(4 * llc, 64 * 2**20), 256 * 2**20))
 
 
-def bandwidth_sentinel(nbytes: int | None = None):
+def bandwidth_sentinel(nbytes: int | None = None, device=None):
   """(call, bytes): a no-argument call that streams once through a fixed
-  float32 buffer larger than the LLC (NumPy sum, one read of every byte)."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  buffer = np.ones((nbytes or sentinel_bytes()) // 4, dtype=np.float32)
-  return (lambda: float(buffer.sum())), buffer.nbytes
+  float32 buffer larger than the LLC, the way hardware.measure_local measures
+  the balance's bandwidth (XLA row sums of a [rows, 8192] array, which read
+  every byte once), so the two bandwidths compare."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  rows = (nbytes or sentinel_bytes()) // (4 * 8192)
+  buffer = jnp.ones((rows, 8192), jnp.float32)
+  if device is not None:
+    buffer = jax.device_put(buffer, device)
+  row_sum = jax.jit(lambda x: jnp.sum(x, axis=1)).lower(buffer).compile()
+  jax.block_until_ready(row_sum(buffer))
+  return (lambda: jax.block_until_ready(row_sum(buffer))), rows * 8192 * 4
 
 
 def pettitt(series) -> tuple[int, float]:

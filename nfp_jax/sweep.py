@@ -102,7 +102,7 @@ def run(cfg, positions: Sequence[int], *, rounds, balance, warmup: int = 2,
       cfg, {n: (lambda exe, a: lambda: jax.block_until_ready(exe(*a)))(
           fwd.executable, args) for n, (fwd, args) in compiled.items()},
       balance=balance, rounds=rounds, warmup=warmup, taus=taus,
-      progress=progress)
+      progress=progress, device=device)
   ok = curve_fields['positions']
   samples = dict(zip(ok, curve_fields.pop('samples_s')))
   points = []
@@ -134,7 +134,7 @@ def curve(cfg, calls: dict, *, balance, rounds, warmup: int = 2,
           taus: Sequence[float] = boundary.TAUS,
           progress: Callable[[str], None] = lambda _: None,
           clock: Callable[[], float] = time.perf_counter,
-          bandwidth_sentinel=None) -> dict:
+          bandwidth_sentinel=None, device=None) -> dict:
   """Times one ready-made forward per N and reduces the samples to a curve.
 
   The framework-independent part of a sweep: interleaved randomized rounds
@@ -157,7 +157,8 @@ def curve(cfg, calls: dict, *, balance, rounds, warmup: int = 2,
     progress: receives a line every fifth round.
     clock: the timer of the calls and of the time budget (a fake in tests).
     bandwidth_sentinel: (call, bytes) timed in every round beside the N
-      (default conditions.bandwidth_sentinel(): a streaming read > LLC).
+      (default conditions.bandwidth_sentinel(): a streaming read > LLC on
+      `device`).
 
   Returns:
     The curve fields of a sweep summary, named as `run` names them:
@@ -172,7 +173,7 @@ def curve(cfg, calls: dict, *, balance, rounds, warmup: int = 2,
           else measure.RoundPlan.fixed(rounds)).check()
   monitor = conditions.Monitor()
   sentinel, sentinel_bytes = (bandwidth_sentinel if bandwidth_sentinel is not None
-                              else conditions.bandwidth_sentinel())
+                              else conditions.bandwidth_sentinel(device=device))
   timed = dict(calls, bandwidth=sentinel)
 
   def ambiguous(so_far):
