@@ -16,6 +16,7 @@ from nfp_jax import boundary
 from nfp_jax import config
 from nfp_jax import errors
 from nfp_jax import measure
+from nfp_jax import plan
 from nfp_jax import results
 from nfp_jax import targets
 
@@ -55,6 +56,18 @@ def define_block_flags(default_module: str | None = 'moe') -> None:
   flags.DEFINE_integer('seed', 0, 'Seed of weights, inputs, routing and timing order.')
 
 
+def define_target_flags() -> None:
+  """--positions, --target and --tiling of the deviceless tools (predict, tiling)."""
+  flags.DEFINE_string('positions', '1,2,4,8,16,32,64,128,256,512,1024,2048',
+                      'Comma list of N, increasing; 1 is added if missing.')
+  flags.DEFINE_string('target', 'h100', 'cpu (this machine) or a deviceless '
+                      'NVIDIA or TPU target: '
+                      f'{", ".join(targets.names()[2:])}.')
+  flags.DEFINE_string('tiling', None, 'Tiling source on GPU targets: xla-default, '
+                      'cost-model, model-autotune (default), autotune-file:PATH, '
+                      'override:<config>; on cpu only xla-default.')
+
+
 def define_sweep_flags() -> None:
   """Flags of a measured sweep (as define_block_flags, defined once)."""
   if 'repeats' in FLAGS:
@@ -63,15 +76,15 @@ def define_sweep_flags() -> None:
                       'Comma list of N, increasing; 1 is added if missing.')
   flags.DEFINE_float('tolerance', 0.1, 'The tau shown in tables (0.05, 0.1 and '
                      '0.2 are always computed).')
-  flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds (each '
-                       'times every N once); overrides the adaptive rounds of '
-                       '--min_rounds/--max_rounds/--time_budget_s.')
-  flags.DEFINE_integer('min_rounds', 15, 'Rounds timing every N before the '
-                       'adaptive ones (at least 3).')
-  flags.DEFINE_integer('max_rounds', 200, 'At most this many rounds in all.')
-  flags.DEFINE_float('time_budget_s', 15.0, 'Seconds of timing after which no '
-                     'adaptive round starts (the extra rounds time only the N '
-                     'that keep a boundary unresolved, with N=1).')
+  flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds (each times '
+                       'every N once); default: adaptive rounds (--min_rounds, '
+                       '--max_rounds, --time_budget_s).')
+  flags.DEFINE_integer('min_rounds', 15, 'Rounds of every N before adapting.')
+  flags.DEFINE_integer('max_rounds', 200, 'Most rounds; after --min_rounds only '
+                       'the N whose boundary is undecided are timed (with N=1).')
+  flags.DEFINE_float('time_budget_s', 20.0, 'Seconds of timing after which '
+                     'adaptive rounds stop (a boundary not decided by then is '
+                     'reported unresolved).')
   flags.DEFINE_integer('warmup', 2, 'Untimed calls per N before the rounds.')
   flags.DEFINE_string('out', None, 'Output folder (default: a new timestamped '
                       'folder under results/).')
@@ -80,6 +93,58 @@ def define_sweep_flags() -> None:
   flags.DEFINE_integer('shard_index', 0, 'This job\'s shard of the grid (a SLURM '
                        'array index or a Kubernetes job completion index).')
   flags.DEFINE_integer('num_shards', 1, 'Shards the grid is split into.')
+
+
+def _checked(check):
+  """An absl flag validator from a library check that raises errors.Error."""
+  def validator(value):
+    if value is not None:
+      try:
+        check(value)
+      except errors.Error as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
+  return validator
+
+
+def define_plan_flags(required: bool = False) -> None:
+  """--accept and --draft_cost (nfp_jax.plan), checked when flags are parsed,
+  so a bad value fails before anything is measured (defined once). An entry
+  point that requires --accept checks it in main (require_accept), so that
+  --only_check_args still parses without it."""
+  if 'accept' in FLAGS:
+    return
+  flags.DEFINE_string('accept', None, 'Acceptance model: chain:<alpha> (a drafted '
+                      'chain, each token accepted with probability alpha) or '
+                      'table:<csv of positions,tokens>; '
+                      + ('required.' if required else 'prints N* and its speedup.'))
+  flags.DEFINE_float('draft_cost', 0.0, 'Cost of drafting one token relative to '
+                     'T(1) of the verified model (0: self-speculation, Jacobi, '
+                     'diffusion).')
+  flags.register_validator('accept', _checked(plan.parse_accept))
+  flags.register_validator('draft_cost', _checked(plan.check_draft_cost))
+
+
+def require_accept():
+  """The nfp_jax.plan.Acceptance of --accept; one sentence if it is missing."""
+  if not FLAGS.accept:
+    raise UsageError('--accept is required: chain:<alpha> or table:<csv of '
+                     'positions,tokens>.')
+  return plan.parse_accept(FLAGS.accept)
+
+
+def print_plan(record: dict, tau: float = 0.1) -> None:
+  """With --accept: one line, N* and its speedup on the curve of a sweep
+  summary or a prediction (nfp_jax.plan). Called once the results are
+  written: a table that lacks a swept N prints its sentence on stderr and
+  the run goes on (a grid keeps measuring)."""
+  if FLAGS.accept:
+    try:
+      print(plan.summary_line(plan.plan(plan.curve_from_record(record),
+                                        plan.parse_accept(FLAGS.accept),
+                                        FLAGS.draft_cost, tau)))
+    except errors.Error as e:
+      print(f'plan: {e}', file=sys.stderr)
 
 
 class UsageError(Exception):
@@ -91,7 +156,7 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
-def run(main) -> None:
+def run_entry_point(main) -> None:
   """app.run with bad flags, UsageError and the library's user errors
   (errors.Error: a bad configuration, target or compile request) as one
   sentence, exit 2."""
@@ -120,18 +185,6 @@ def parse_positions(text: str) -> list[int]:
     return boundary.check_positions(positions)
   except errors.ConfigError as e:
     raise UsageError(f'--positions: {e}') from None
-
-
-def round_plan():
-  """The rounds flags as a measure.RoundPlan (--repeats: that many, fixed)."""
-  if FLAGS.repeats is not None:
-    plan = measure.RoundPlan.fixed(FLAGS.repeats)
-  else:
-    plan = measure.RoundPlan(FLAGS.min_rounds, FLAGS.max_rounds, FLAGS.time_budget_s)
-  try:
-    return plan.check()
-  except errors.ConfigError as e:
-    raise UsageError(str(e)) from None
 
 
 def parse_tolerance(tau: float) -> float:
@@ -224,13 +277,24 @@ def write_out(path: str, payload: dict) -> None:
   print(f'\nwrote {path}', file=sys.stderr)
 
 
-def parse_sweep_flags(argv) -> tuple[list[int], float]:
-  """(positions, tolerance) of the sweep flags, checked with the other sweep
-  flags that need no device (no positional arguments, --repeats)."""
+def round_plan() -> measure.RoundPlan:
+  """The rounds asked for: --repeats fixed, else adaptive; UsageError (one
+  sentence) for a plan that cannot run."""
+  if FLAGS.repeats is not None:
+    if FLAGS.repeats < 3:
+      raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
+    return measure.RoundPlan.fixed(FLAGS.repeats)
+  try:
+    return measure.RoundPlan(FLAGS.min_rounds, FLAGS.max_rounds,
+                             FLAGS.time_budget_s).checked()
+  except errors.ConfigError as e:
+    raise UsageError(str(e)) from None
+
+
+def parse_sweep_flags(argv) -> tuple[list[int], float, measure.RoundPlan]:
+  """(positions, tolerance, round plan) of the sweep flags, checked with the
+  other sweep flags that need no device (no positional arguments)."""
   no_arguments(argv)
   positions = parse_positions(FLAGS.positions)
   tau = parse_tolerance(FLAGS.tolerance)
-  if FLAGS.repeats is not None and FLAGS.repeats < 3:
-    raise UsageError(f'--repeats must be at least 3, got {FLAGS.repeats}.')
-  round_plan()
-  return positions, tau
+  return positions, tau, round_plan()

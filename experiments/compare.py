@@ -32,6 +32,8 @@ from experiments import common  # pylint: disable=g-import-not-at-top,wrong-impo
 from nfp_jax import boundary  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import compare  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import hardware  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nfp_jax import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import results  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nfp_jax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -112,7 +114,7 @@ def _kernel_text(kernels: list) -> str:
 
 
 def print_table(comp: dict, tau: float) -> None:
-  key = repr(float(tau))
+  key = boundary.tau_key(tau)
   cfg, hw = comp['config'], comp['hardware']
   ok = {n: f for n, f in comp['frameworks'].items() if f['status'] == 'ok'}
   print(f"\n{comp['module']} {comp['preset']} x{cfg['scale']:g} {cfg['dtype']} "
@@ -146,7 +148,7 @@ def print_table(comp: dict, tau: float) -> None:
 
 
 def main(argv):
-  positions, tau = common.parse_sweep_flags(argv)
+  positions, tau, plan = common.parse_sweep_flags(argv)
   frameworks = parse_frameworks(FLAGS.frameworks)
   device = common.device(FLAGS.backend)
   configs = common.block_configs(device.platform)
@@ -171,25 +173,25 @@ def main(argv):
       config_id = compare.framework_config_id(cfg, positions, framework)
       if config_id in done:
         _progress(f'{framework} {config_id} already finished; skipped')
-        summaries.append(done[config_id])
+        summaries.append(records.Summary.from_json(done[config_id]))
         continue
       _progress(f'[{i + 1}/{len(configs)}] {framework}: {cfg.module} '
                 f'{cfg.preset} x{cfg.scale:g} {cfg.dtype} (config {config_id})')
       points, summary = compare.measure_framework(
-          framework, cfg, positions, balance=balance, rounds=common.round_plan(),
+          framework, cfg, positions, balance=balance, plan=plan,
           warmup=FLAGS.warmup, taus=boundary.taus(tau), device=device,
           progress=_progress)
       if summary['status'] != 'ok':
         _progress(f"{framework} failed: {headline(summary['error'])[:300]}")
       summary['provenance'] = provenance
       log.append(points + [summary])
-      summaries.append(summary)
+      summaries.append(records.Summary.from_json(summary))
     comp = dict(compare.comparison(summaries), provenance=provenance)
     comparisons.append(comp)
     print_table(comp, tau)
     name = '' if len(configs) == 1 else f'-{cfg.config_id(positions)}'
     results.write_json(out / f'compare{name}.json', comp)
-    compare.overlay_plot(comp, out / f'compare{name}.png', repr(float(tau)))
+    plots.overlay_plot(comp, out / f'compare{name}.png', boundary.tau_key(tau))
   if len(configs) > 1:
     results.write_json(out / 'compare.json', {'kind': 'grid',
                                               'comparisons': comparisons})
@@ -198,4 +200,4 @@ def main(argv):
 
 if __name__ == '__main__':
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

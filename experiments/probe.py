@@ -69,4 +69,4 @@ def main(argv):
 
 if __name__ == '__main__':
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

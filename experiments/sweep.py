@@ -10,7 +10,6 @@ form a grid). A folder that already holds finished configurations is resumed:
 they are skipped, not measured again.
 """
 
-import dataclasses
 import os
 import sys
 
@@ -23,6 +22,7 @@ from nfp_jax import hardware
 from nfp_jax import plots
 from nfp_jax import predict
 from nfp_jax import probe as probe_lib
+from nfp_jax import records
 from nfp_jax import results
 from nfp_jax import sweep
 from nfp_jax import targets
@@ -30,6 +30,7 @@ from nfp_jax import targets
 FLAGS = flags.FLAGS
 common.define_block_flags()
 common.define_sweep_flags()
+common.define_plan_flags()
 flags.DEFINE_bool('predict', True, 'Also predict T(N) with the principle on the '
                   'local backend (XLA:CPU needs the granularity probe, run once '
                   'per machine and cached) and mark it on the plot.')
@@ -40,12 +41,13 @@ def _progress(message: str) -> None:
 
 
 def print_table(summary: dict, tau: float) -> None:
-  key = repr(float(tau))
+  key = boundary.tau_key(tau)
   cfg = summary['config']
   hw = summary['hardware']
   print(f"\n{summary['module']} {summary['preset']} x{cfg['scale']:g} "
         f"{cfg['dtype']} on {hw['name']} (config {summary['config_id']})")
-  print(f"{'N':>6} {'T ms':>10} {'R':>7}  {'95% CI':<17} free? (tau {tau:g})")
+  print(f"{'N':>6} {'T ms':>10} {'R':>7}  {'95% CI':<17} free? (tau {tau:g})"
+        "  [R: median of paired per-round ratios]")
   for i, n in enumerate(summary['positions']):
     lo, hi = summary['ratio_ci'][i]
     print(f"{n:>6} {summary['t_median_s'][i] * 1e3:>10.3f} "
@@ -55,25 +57,29 @@ def print_table(summary: dict, tau: float) -> None:
     print(f'{n:>6}   failed (see results.jsonl)')
   for k in summary['nfp']:
     nxt = summary['nfp_bracket'][k][1]
-    status = summary.get('nfp_status', {}).get(k, 'unresolved')
+    status = summary.get('nfp_status', {}).get(k, 'decided')
     low, high = summary.get('nfp_interval', summary['nfp_range'])[k]
-    print(f"NFP({k}) = {summary['nfp'][k]} {status.upper()}  bracket "
-          f"[{summary['nfp'][k]}, "
-          f"{nxt if nxt is not None else '>' + str(summary['positions'][-1])}]  "
-          f"90% bootstrap [{low}, {high}]   N_idle({k}) = {summary['n_idle'][k]} "
+    print(f"NFP({k}) = {summary['nfp'][k]} {status.upper() if status != 'decided' else status}"
+          f"  interval [{low}, {high}]  bracket [{summary['nfp'][k]}, "
+          f"{nxt if nxt is not None else '>' + str(summary['positions'][-1])}]"
+          f"   N_idle({k}) = {summary['n_idle'][k]} "
           f"(x{summary['n_idle_overprediction'][k]:.1f})")
     if status != 'decided':
-      print(f"  unresolved: {summary.get('unresolved_reason', {}).get(k)}")
-  c = summary.get('conditions')
-  if c:
-    print(f"rounds per N: {summary['rounds_per_position']}; {c['cpu_model']} "
-          f"[{' '.join(c['isa_flags'])}] {c['cores']} cores, {c['xla_threads']} "
-          f"XLA threads; load {c['load_before'] or 0:.2f} -> {c['load_after'] or 0:.2f}; "
-          f"{c['interfered_share']:.0%} of rounds interfered; sentinel "
-          f"{c['bandwidth_gbs']:.1f} GB/s [{c['bandwidth_ci_gbs'][0]:.1f}, "
-          f"{c['bandwidth_ci_gbs'][1]:.1f}]"
-          + (f"; regime change at round {c['regime_change_round']}"
-             if c['regime_change_round'] is not None else ''))
+      print(f"    unresolved: {summary['unresolved_reason'][k]}")
+  cond = summary.get('conditions')
+  if cond:
+    bw = (f"; memory bandwidth (sentinel) {cond['bandwidth_gbs']:.1f} GB/s "
+          f"[{cond['bandwidth_ci_gbs'][0]:.1f}, {cond['bandwidth_ci_gbs'][1]:.1f}]"
+          if cond.get('bandwidth_gbs') else '')
+    regime = cond.get('regime_change')
+    print(f"{summary['rounds']} rounds ({summary['stopped']}; per N "
+          f"{min(summary['rounds_per_n'].values())}-{max(summary['rounds_per_n'].values())})"
+          f" on {cond['cpu_model']} ({cond['cores']} cores, "
+          f"{' '.join(cond['isa_flags']) or 'no AVX'}); load {cond['load_before']:.1f} -> "
+          f"{cond['load_after']:.1f}; {cond['share_interfered']:.0%} of rounds under "
+          f"interference{bw}"
+          + (f"; REGIME CHANGE at round {regime['round']} ({regime['before_gbs']:.1f} -> "
+             f"{regime['after_gbs']:.1f} GB/s)" if regime else ''))
   print(f"T(1) = {summary['t_median_s'][0] * 1e3:.3f} ms is "
         f"{summary['t1_roofline_fraction']:.2f} of its bandwidth roofline "
         f"({summary['bytes_one'] / 1e6:.1f} MB at {hw['bandwidth'] / 1e9:.1f} GB/s)"
@@ -85,12 +91,6 @@ def print_table(summary: dict, tau: float) -> None:
         f"({summary['binding_mechanism'][k] or 'no crossing'})"
         for k in summary['nfp_predicted']) + '; resource-only: ' + ', '.join(
             f"{k}: {v}" for k, v in summary['nfp_resource'].items()))
-    if summary.get('nfp_predicted_sweep_bandwidth'):
-      bw = summary['prediction_bandwidths_gbs']
-      print(f"predicted at the sweep's sentinel bandwidth {bw['sweep_sentinel']:.1f}"
-            f" GB/s (cached balance {bw['cached_balance']:.1f} GB/s): " + ', '.join(
-                f"NFP({k}) = {v}" for k, v in
-                summary['nfp_predicted_sweep_bandwidth'].items()))
   elif summary.get('prediction_error'):
     print(f"prediction failed: {summary['prediction_error'][:200]}")
 
@@ -98,55 +98,37 @@ def print_table(summary: dict, tau: float) -> None:
 def _write_outputs(out, summary: dict, name: str, tau: float) -> None:
   results.write_json(out / f'summary{name}.json', summary)
   if summary.get('status', 'ok') == 'ok':
-    plots.ratio_plot(summary, out / f'ratio{name}.png', repr(float(tau)))
+    plots.ratio_plot(records.Summary.from_json(summary), out / f'ratio{name}.png',
+                     boundary.tau_key(tau))
 
 
-def predicted(cfg, positions, balance, device, bandwidth_gbs=None) -> dict:
-  """The principle's prediction of this sweep, for its summary; never fatal.
-
-  With the bandwidth the sweep's sentinel measured (bandwidth_gbs), the
-  principle also predicts the sweep on the cached balance with that bandwidth:
-  the memory regime the sweep ran in (nfp_predicted_sweep_bandwidth)."""
+def predicted(cfg, summary, compiled, balance, device) -> dict:
+  """The principle's prediction of this sweep, for its summary; never fatal."""
   try:
     probe = None
     if device.platform == 'cpu':
       probe = probe_lib.local_probe(hardware.cache_file('probe.json'), device=device,
                                     progress=_progress)
-    target = targets.resolve(device.platform)
-    p = predict.predict(cfg, positions, target=target, balance=balance, probe=probe)
-    now = None
-    if bandwidth_gbs:
-      now = predict.predict(cfg, positions, target=target, probe=probe,
-                            balance=dataclasses.replace(
-                                balance, bandwidth=bandwidth_gbs * 1e9,
-                                source=balance.source + '+sweep sentinel bandwidth'))
+    return predict.for_sweep(cfg, summary, compiled,
+                             target=targets.resolve(device.platform),
+                             balance=balance, probe=probe)
   except Exception as e:  # pylint: disable=broad-except
     return dict(prediction_error=sweep.error_text(e))
-  extra = {}
-  if now is not None:
-    extra = dict(nfp_predicted_sweep_bandwidth=now.nfp_predicted,
-                 t_pred_sweep_bandwidth_s=now.t_pred_s,
-                 prediction_bandwidths_gbs=dict(cached_balance=balance.bandwidth / 1e9,
-                                                sweep_sentinel=bandwidth_gbs))
-  return dict(t_pred_s=p.t_pred_s, nfp_predicted=p.nfp_predicted,
-              binding_mechanism=p.binding_mechanism, nfp_resource=p.nfp_resource,
-              t_resource_s=p.t_resource_s, **extra,
-              prediction=dict(target=p.target, tiling_source=p.tiling_source,
-                              probe=p.probe, composition=p.composition))
 
 
-def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
+def measure_one(cfg, positions, tau, plan, device) -> tuple[list, dict]:
   """(point records, summary record) of one configuration; a configuration
   that cannot run at all gets a failed summary, so a grid goes on."""
   try:
     balance = hardware.local_balance(cfg.dtype, hardware.cache_file('hardware.json'), device)
-    result = sweep.run(cfg, positions, rounds=common.round_plan(), warmup=FLAGS.warmup,
-                       balance=balance, taus=boundary.taus(tau), device=device,
-                       progress=_progress)
+    result = sweep.measure_block(cfg, positions, plan=plan, warmup=FLAGS.warmup,
+                                 balance=balance, taus=boundary.taus(tau),
+                                 device=device, progress=_progress)
     points, summary = result.points, dict(result.summary, status='ok')
     if FLAGS.predict:
-      summary.update(predicted(cfg, summary['positions'], balance, device,
-                               summary['conditions']['bandwidth_gbs']))
+      summary.update(predicted(
+          cfg, summary, [result.compiled[n] for n in summary['positions']],
+          balance, device))
   except Exception as e:  # pylint: disable=broad-except
     _progress(f'failed: {sweep.error_text(e)[:300]}')
     points = []
@@ -159,7 +141,7 @@ def measure_one(cfg, positions, tau, device) -> tuple[list, dict]:
 
 
 def main(argv):
-  positions, tau = common.parse_sweep_flags(argv)
+  positions, tau, plan = common.parse_sweep_flags(argv)
   device = common.device(FLAGS.backend)
   grid = common.block_configs(device.platform)
   configs = common.shard(grid)
@@ -186,11 +168,12 @@ def main(argv):
     else:
       _progress(f'[{i + 1}/{len(configs)}] {cfg.module} {cfg.preset} '
                 f'x{cfg.scale:g} {cfg.dtype} (config {config_id})')
-      points, summary = measure_one(cfg, positions, tau, device)
+      points, summary = measure_one(cfg, positions, tau, plan, device)
       log.append(points + [summary])
       _write_outputs(out, summary, name, tau)
       if summary['status'] == 'ok':
         print_table(summary, tau)
+        common.print_plan(summary, tau)
     summaries.append(summary)
   if not single:
     results.write_json(out / 'summary.json', {'kind': 'grid', 'summaries': summaries})
@@ -201,4 +184,4 @@ def main(argv):
 
 if __name__ == '__main__':
   jax.config.parse_flags_with_absl()
-  common.run(main)
+  common.run_entry_point(main)

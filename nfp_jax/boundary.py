@@ -6,17 +6,11 @@ the bracket [NFP, next swept N]. With a CI on R(N), a point is `free` if the CI'
 upper end <= 1 + tau, `not_free` if its lower end > 1 + tau, else `ambiguous`.
 The uncertainty of NFP is the range [nfp_low, nfp_high]: the first crossing of
 the CI's upper ends and of its lower ends.
-
-from_rounds works on the rounds themselves (paired ratios T_r(N)/T_r(1)):
-nfp from the median ratios, nfp_interval from a joint bootstrap over rounds,
-and nfp_status "decided" only when one-sided sign tests with Holm's
-correction (family-wise 95%) show every n <= nfp free and the next N not.
 """
 
 import dataclasses
 import math
-from typing import Sequence
-import warnings
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -104,134 +98,125 @@ def find(positions: Sequence[int], ratio: Sequence[float],
       verdicts=tuple(verdict(lo, hi, tau) for lo, hi in zip(ratio_lo, ratio_hi)))
 
 
-ALPHA = 0.05  # family-wise error of a decided boundary (Holm across its points)
+# ----------------------------------------------------------------------------
+# The boundary from timed rounds: decided, or unresolved with its reason.
+
+FAMILY_ALPHA = 0.05  # family-wise error of a `decided` boundary (Holm)
 
 
-def _binom_tail(n: int, k: int) -> float:
-  """P(Binomial(n, 1/2) >= k)."""
-  return sum(math.comb(n, j) for j in range(max(k, 0), n + 1)) / 2**n
+def sign_test_p(ratios, threshold: float, free: bool) -> float:
+  """One-sided exact sign test of the median of paired ratios against 1 + tau.
+
+  free=True: H1 "median <= threshold" (the point is free); p = P(B <= k) with k
+  the rounds above the threshold, B ~ Binomial(m, 1/2). free=False: H1 "median
+  > threshold" (not free); k counts the rounds at or below it.
+  """
+  r = np.asarray(ratios, float)
+  r = r[np.isfinite(r)]
+  m = len(r)
+  if m == 0:
+    return 1.0
+  k = int(np.sum(r > threshold)) if free else int(np.sum(r <= threshold))
+  return float(sum(math.comb(m, i) for i in range(k + 1)) / 2**m)
 
 
-def sign_test_p(ratios: np.ndarray, limit: float, free: bool) -> float:
-  """One-sided sign test p-value on paired ratios: for free=True that their
-  median is <= limit (H0: median > limit), else that it is > limit."""
-  ratios = np.asarray(ratios)
-  hits = int(np.sum(ratios <= limit)) if free else int(np.sum(ratios > limit))
-  return _binom_tail(len(ratios), hits)
-
-
-def holm(p_values: dict, alpha: float = ALPHA) -> set:
-  """Keys whose null hypothesis Holm's step-down procedure rejects at
-  family-wise error alpha."""
-  rejected = set()
+def holm(p_values: Mapping, alpha: float = FAMILY_ALPHA) -> dict:
+  """key -> rejected? under Holm's step-down at family-wise level alpha."""
   ordered = sorted(p_values.items(), key=lambda kv: kv[1])
+  rejected, still = {}, True
   for i, (key, p) in enumerate(ordered):
-    if p > alpha / (len(ordered) - i):
-      break
-    rejected.add(key)
+    still = still and p <= alpha / (len(ordered) - i)
+    rejected[key] = still
   return rejected
 
 
-def ratio_matrix(positions: Sequence[int], times_by_round: dict) -> np.ndarray:
-  """[rounds, N] of paired ratios T_r(N)/T_r(1), NaN where N was not timed."""
-  base = np.asarray(times_by_round[positions[0]], float)
-  return np.stack([np.asarray(times_by_round[n], float) / base
-                   for n in positions], axis=1)
+@dataclasses.dataclass(frozen=True)
+class Decision:
+  """NFP of one tau from rounds: the point estimate (first crossing of the
+  median paired ratios), its bootstrap interval, and whether it is decided."""
+  tau: float
+  nfp: int
+  interval: tuple  # (low, high): 5th / 95th percentile of bootstrap NFPs
+  status: str  # 'decided' | 'unresolved'
+  reason: str | None  # why unresolved: the ambiguous N, their R, CI and p
+  ambiguous: tuple  # the N whose test failed (where more rounds would help)
+  p_values: dict  # N -> one-sided sign-test p of its claimed side
 
 
-def median_ratios(ratios: np.ndarray) -> np.ndarray:
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore', RuntimeWarning)
-    return np.nanmedian(ratios, axis=-2)
+def ratio_matrix(positions: Sequence[int], samples: Mapping) -> np.ndarray:
+  """[len(positions), rounds] of T_r(N) / T_r(positions[0]); NaN where a round
+  did not time N (adaptive rounds time only the N still in question)."""
+  base = np.asarray(samples[positions[0]], float)
+  return np.stack([np.asarray(samples[n], float) / base for n in positions])
 
 
-def decide(positions: Sequence[int], ratios: np.ndarray, tau: float,
-           alpha: float = ALPHA) -> tuple:
-  """(nfp, status, reason, ambiguous N) of one tau from a ratio matrix.
+def _first_crossing_rows(positions, medians: np.ndarray, tau: float) -> np.ndarray:
+  """First crossing of each row of [replicates, len(positions)] medians."""
+  above = medians > 1 + tau
+  above[:, 0] = False  # R(1) = 1 by definition
+  first_above = np.where(above.any(axis=1), above.argmax(axis=1), len(positions))
+  return np.asarray(positions)[first_above - 1]
 
-  nfp is the first crossing of the median paired ratios (principle.md). The
-  boundary is "decided" when Holm's procedure at family-wise error alpha
-  rejects every null of the points involved: each swept 1 < n <= nfp is free
-  (one-sided sign test, median ratio <= 1 + tau) and the next swept N is not
-  (median ratio > 1 + tau). Otherwise "unresolved", with the N whose test
-  failed and their median ratio and rounds.
+
+def bootstrap_nfp(positions, ratios: np.ndarray, tau: float, n_boot: int = 1000,
+                  seed: int = 0) -> np.ndarray:
+  """NFP of each replicate of a joint bootstrap over rounds: one resampling of
+  the rounds per replicate, the whole curve's first crossing recomputed."""
+  rounds = ratios.shape[1]
+  idx = np.random.default_rng(seed).integers(0, rounds, size=(n_boot, rounds))
+  with np.errstate(all='ignore'):
+    import warnings  # pylint: disable=g-import-not-at-top
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', RuntimeWarning)  # a replicate without N
+      medians = np.nanmedian(ratios[:, idx], axis=2).T  # [n_boot, positions]
+  medians = np.where(np.isnan(medians), np.inf, medians)  # untimed: not free
+  medians[:, 0] = 1.0
+  return _first_crossing_rows(positions, medians, tau)
+
+
+def decide(positions: Sequence[int], samples: Mapping, tau: float,
+           level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> Decision:
+  """NFP_tau of timed rounds, decided or unresolved.
+
+  `decided` needs, at family-wise confidence 95% (Holm over the points
+  involved): every swept 1 < n <= NFP free (sign test of the paired ratios'
+  median <= 1 + tau) and the next swept N not free (median > 1 + tau). Else
+  `unresolved`, naming the N whose test failed. The interval is the 5th-95th
+  percentile range of the NFPs of a joint bootstrap over rounds.
   """
   positions = list(positions)
-  med = median_ratios(ratios)
-  nfp = first_crossing(positions, med, tau)
+  ratios = ratio_matrix(positions, samples)
+  medians = np.array([np.nanmedian(r) if np.isfinite(r).any() else np.inf
+                      for r in ratios])
+  medians[0] = 1.0
+  nfp = int(_first_crossing_rows(positions, medians[None, :], tau)[0])
   i = positions.index(nfp)
-  involved = {n: True for n in positions[1:i + 1]}
+  replicates = bootstrap_nfp(positions, ratios, tau, n_boot, seed)
+  low, high = (int(np.percentile(replicates, 5, method='lower')),
+               int(np.percentile(replicates, 95, method='higher')))
+  claims = {n: True for n in positions[1:i + 1]}
   if i + 1 < len(positions):
-    involved[positions[i + 1]] = False
-  p = {}
-  for n, free in involved.items():
-    column = ratios[:, positions.index(n)]
-    p[n] = sign_test_p(column[np.isfinite(column)], 1 + tau, free)
-  failed = sorted(set(p) - holm(p, alpha))
-  if not failed:
-    return nfp, 'decided', None, []
-  reason = '; '.join(
-      f'N={n}: median R {med[positions.index(n)]:.3f} is not '
-      f'{"<=" if involved[n] else ">"} {1 + tau:g} at family-wise 95% '
-      f'(sign test p={p[n]:.3g}, Holm over {len(p)} points, '
-      f'{int(np.isfinite(ratios[:, positions.index(n)]).sum())} rounds)'
-      for n in failed)
-  return nfp, 'unresolved', reason, failed
+    claims[positions[i + 1]] = False
+  p_values = {n: sign_test_p(ratios[positions.index(n)], 1 + tau, free)
+              for n, free in claims.items()}
+  rejected = holm(p_values)
+  failed = tuple(n for n in claims if not rejected[n])
+  reason = None
+  if failed:
+    parts = []
+    for n in failed:
+      r = ratios[positions.index(n)]
+      med, lo, hi = _median_ci(r, level)
+      parts.append(f"N={n} {'free' if claims[n] else 'not free'}? R={med:.3f} "
+                   f"[{lo:.3f}, {hi:.3f}] vs {1 + tau:g}, p={p_values[n]:.2g} "
+                   f"over {int(np.isfinite(r).sum())} rounds")
+    reason = ('not significant at family-wise 95% (Holm, sign tests): '
+              + '; '.join(parts))
+  return Decision(tau=tau, nfp=nfp, interval=(low, high),
+                  status='unresolved' if failed else 'decided', reason=reason,
+                  ambiguous=failed, p_values=p_values)
 
 
-def from_rounds(positions: Sequence[int], times_by_round: dict,
-                taus: Sequence[float] = TAUS, n_boot: int = 1000,
-                seed: int = 0, level: float = 0.90,
-                regime_split: int | None = None) -> dict:
-  """The boundary of a measured curve per tau, from its rounds.
-
-  Args:
-    positions: swept N, positions[0] = 1 the base of every ratio.
-    times_by_round: N -> [rounds] seconds, NaN where N was not timed.
-    taus: tolerances.
-    n_boot, seed, level: the joint bootstrap over rounds of nfp_interval
-      (resamples whole rounds, recomputes the first crossing of the whole curve
-      per replicate; the interval is its [5th, 95th] percentile at level 0.90).
-    regime_split: when the bandwidth sentinel changed regime at this round, a
-      boundary is decided only if it is decided, with the same nfp, on the
-      rounds before and on the rounds after.
-
-  Returns:
-    tau_key -> dict(nfp, nfp_interval, nfp_status, unresolved_reason,
-    ambiguous_positions).
-  """
-  positions = list(positions)
-  ratios = ratio_matrix(positions, times_by_round)
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(ratios), size=(n_boot, len(ratios)))
-  boot = median_ratios(ratios[idx])  # [n_boot, N]
-  boot = np.where(np.isfinite(boot), boot, median_ratios(ratios))
-  out = {}
-  for tau in taus:
-    nfp, status, reason, ambiguous = decide(positions, ratios, tau)
-    if status == 'decided' and regime_split is not None:
-      parts = [decide(positions, part, tau)
-               for part in (ratios[:regime_split], ratios[regime_split:])]
-      if any(s != 'decided' or n != nfp for n, s, _, _ in parts):
-        status = 'unresolved'
-        reason = (f'the bandwidth sentinel changed regime at round {regime_split}'
-                  ' and the boundary does not hold in both regimes (NFP '
-                  + ' and '.join(f'{n} {s}' for n, s, _, _ in parts) + ')')
-        ambiguous = sorted({a for part in parts for a in part[3]})
-    replicate = [first_crossing(positions, row, tau) for row in boot]
-    q = (1 - level) / 2
-    interval = [int(np.quantile(replicate, q, method='inverted_cdf')),
-                int(np.quantile(replicate, 1 - q, method='inverted_cdf'))]
-    out[tau_key(tau)] = dict(nfp=nfp, nfp_interval=interval, nfp_status=status,
-                             unresolved_reason=reason,
-                             ambiguous_positions=ambiguous)
-  return out
-
-
-def ambiguous_positions(positions: Sequence[int], times_by_round: dict,
-                        taus: Sequence[float] = TAUS) -> list:
-  """The N that keep some tau's boundary unresolved (no bootstrap; cheap
-  enough to ask after every round)."""
-  positions = list(positions)
-  ratios = ratio_matrix(positions, times_by_round)
-  return sorted({n for tau in taus for n in decide(positions, ratios, tau)[3]})
+def _median_ci(values, level):
+  from nfp_jax import measure  # pylint: disable=g-import-not-at-top
+  return measure.median_ci(values, level)

@@ -5,7 +5,7 @@ Frameworks:
   torch          its PyTorch twin (nfp_jax.torch_blocks), eager;
   torch-compile  the twin under torch.compile, one static graph per N.
 
-Each framework gets a callable per N; `sweep.curve` times them (interleaved
+Each framework gets a callable per N; `sweep.time_curve` times them (interleaved
 randomized rounds, every sample kept) and gives R(N), NFP and N_idle, so the
 frameworks differ only in what the calls run. Frameworks are timed one after
 the other, never interleaved with each other: two thread pools taking turns
@@ -29,6 +29,7 @@ from nfp_jax import blocks
 from nfp_jax import boundary
 from nfp_jax import hlo
 from nfp_jax import measure
+from nfp_jax import records
 from nfp_jax import sweep
 
 FRAMEWORKS = ('jax', 'torch', 'torch-compile')
@@ -56,13 +57,13 @@ def framework_config_id(cfg, positions: Sequence[int], framework: str) -> str:
   return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def xla_kernels(hlo_text: str, positions: int) -> list:
-  """The kernels of an optimized HLO module: each dot kernel's source op and
-  kind (cpu_gemv at N=1, cpu_ynn for YNNPACK fusions, ...), then the count of
-  the other kernels (elementwise, gathers, sorts)."""
+def xla_kernels(kernels: list) -> list:
+  """A summary of a module's kernels (hlo.Kernel records): each dot kernel's
+  source op and kind (cpu_gemv at N=1, cpu_ynn for YNNPACK fusions, ...), then
+  the count of the other kernels (elementwise, gathers, sorts)."""
   dots = collections.Counter()
   others = 0
-  for kernel in hlo.read_kernels(hlo_text, positions):
+  for kernel in kernels:
     if kernel.kind == 'other':
       others += 1
     else:
@@ -92,10 +93,10 @@ def prepare_jax(cfg, positions: Sequence[int], *, device=None,
 
   def prepare_one(n):
     args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
-    forward = measure.compile_forward(fn, args)
+    forward = measure.compile_forward(fn, args, read=True, positions=n)
     jax.block_until_ready(forward.executable(*args))
     try:
-      kernels = xla_kernels(forward.executable.as_text(), n)
+      kernels = xla_kernels(forward.hlo.kernels())
     except hlo.HloParseError as e:
       kernels = [dict(op='unreadable HLO', kind=sweep.error_text(e), calls=0)]
     return (lambda: jax.block_until_ready(forward.executable(*args)),
@@ -131,7 +132,7 @@ def prepare(framework: str, cfg, positions: Sequence[int], *, device=None,
 
 
 def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
-                      rounds: int, warmup: int = 2,
+                      plan: measure.RoundPlan = measure.RoundPlan(), warmup: int = 2,
                       taus: Sequence[float] = boundary.TAUS, device=None,
                       progress: Callable[[str], None] = lambda _: None
                       ) -> tuple[list, dict]:
@@ -155,22 +156,14 @@ def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
   except Exception as e:  # pylint: disable=broad-except
     return [], dict(summary, status='failed', error=sweep.error_text(e),
                     wall_s=time.perf_counter() - start)
-  curve = sweep.curve(cfg, prepared.calls, balance=balance, rounds=rounds,
-                      warmup=warmup, taus=taus, progress=progress)
-  samples = dict(zip(curve['positions'], curve.pop('samples_s')))
-  points = []
-  for n in positions:
-    point = dict(kind='point', **head, positions=n)
-    if n in prepared.failed:
-      points.append(dict(point, status='failed', error=prepared.failed[n]))
-      continue
-    j = curve['positions'].index(n)
-    points.append(dict(
-        point, status='ok', samples_s=samples[n],
-        t_median_s=curve['t_median_s'][j], ratio=curve['ratio'][j],
-        ratio_ci=curve['ratio_ci'][j],
-        verdict={k: v[j] for k, v in curve['verdicts'].items()},
-        setup_s=prepared.setup_s[n], kernels=prepared.kernels[n]))
+  curve = sweep.time_curve(cfg, prepared.calls, balance=balance, plan=plan,
+                           warmup=warmup, taus=taus, device=device,
+                           progress=progress)
+  points = sweep.point_records(
+      head, positions, curve, prepared.failed,
+      {n: dict(setup_s=prepared.setup_s[n], kernels=prepared.kernels[n])
+       for n in prepared.calls})
+  curve.pop('samples_s')
   summary.update(
       status='ok', **curve, failed_positions=sorted(prepared.failed),
       t1_s=curve['t_median_s'][0],
@@ -185,72 +178,23 @@ def measure_framework(framework: str, cfg, positions: Sequence[int], *, balance,
   return points, summary
 
 
-def comparison(summaries: Sequence[dict]) -> dict:
+def comparison(summaries: Sequence[records.Summary]) -> dict:
   """compare.json of one block: per framework T(1), NFP, N_idle, kernels."""
   first = summaries[0]
   frameworks = {}
   for s in summaries:
-    entry = dict(config_id=s['config_id'], status=s['status'])
-    if s['status'] != 'ok':
-      entry['error'] = s['error']
+    entry = dict(config_id=s.config_id, status=s.status)
+    if not s.ok:
+      entry['error'] = s.error
     else:
-      entry.update({k: s[k] for k in (
-          't1_s', 'nfp', 'n_idle', 'nfp_bracket', 'nfp_range',
-          'n_idle_overprediction', 't1_roofline_fraction', 'positions',
-          'failed_positions', 't_median_s', 'ratio', 'ratio_ci', 'verdicts',
-          'setup_s', 'kernels', 'framework_provenance')},
-                   load_average=s.get('load_average'))
-    frameworks[s['framework']] = entry
-  return dict(kind='compare', module=first['module'], preset=first['preset'],
-              config=first['config'], positions=first['swept_positions'],
-              hardware=first['hardware'], frameworks=frameworks)
-
-
-def overlay_plot(compare: dict, path, tau_key: str = '0.1') -> None:
-  """Writes one PNG of a comparison: R(N) with its CI per framework (left), the
-  tolerance band and each framework's NFP; T(N) in ms (right), since a ratio
-  hides how fast T(1) is."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
-  fig, (ax_ratio, ax_time) = plt.subplots(1, 2, figsize=(11, 4.5))
-  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-  failed = [name for name, fw in compare['frameworks'].items()
-            if fw['status'] != 'ok']
-  for i, (name, fw) in enumerate(compare['frameworks'].items()):
-    if fw['status'] != 'ok':
-      continue
-    color = colors[i % len(colors)]
-    ratio, ci = fw['ratio'], fw['ratio_ci']
-    ax_ratio.errorbar(fw['positions'], ratio,
-                      yerr=[[r - c[0] for r, c in zip(ratio, ci)],
-                            [c[1] - r for r, c in zip(ratio, ci)]],
-                      fmt='o-', capsize=3, color=color,
-                      label=f'{name}: NFP({tau_key}) = {fw["nfp"][tau_key]}')
-    ax_ratio.axvline(fw['nfp'][tau_key], color=color, ls=':', lw=1.5, alpha=0.7)
-    ax_time.plot(fw['positions'], [t * 1e3 for t in fw['t_median_s']], 'o-',
-                 color=color, label=f'{name}: T(1) = {fw["t1_s"] * 1e3:.3g} ms')
-  ax_ratio.axhline(1 + float(tau_key), color='gray', ls='--', lw=1,
-                   label=f'1 + tau ({tau_key})')
-  cfg = compare['config']
-  title = (f"{compare['module']} {compare['preset']} x{cfg['scale']:g} "
-           f"{cfg['dtype']} on {compare['hardware'].get('name', '')}")
-  for ax, ylabel in ((ax_ratio, 'R(N) = T(N) / T(1)'),
-                     (ax_time, 'T(N) median, ms')):
-    ax.set_xscale('log', base=2)
-    ax.set_xlabel('positions N per forward')
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc='upper left')
-  ax_time.set_yscale('log')
-  for axis in (ax_time.yaxis.set_major_formatter, ax_time.yaxis.set_minor_formatter):
-    axis(matplotlib.ticker.FormatStrFormatter('%g'))
-  if failed:
-    ax_ratio.annotate(f'failed (see compare.json): {", ".join(failed)}',
-                      xy=(0.98, 0.03), xycoords='axes fraction', ha='right',
-                      color='red', fontsize=8)
-  fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+      record = s.to_json()
+      entry.update({k: record.get(k) for k in (
+          't1_s', 'nfp', 'n_idle', 'nfp_bracket', 'nfp_range', 'nfp_interval',
+          'nfp_status', 'n_idle_overprediction', 't1_roofline_fraction',
+          'positions', 'failed_positions', 't_median_s', 'ratio', 'ratio_ci',
+          'verdicts', 'setup_s', 'kernels', 'framework_provenance')
+                    if k in record}, load_average=s.get('load_average'))
+    frameworks[s.framework_name] = entry
+  return dict(kind='compare', module=first.module, preset=first.preset,
+              config=first.config, positions=first.get('swept_positions'),
+              hardware=first.hardware, frameworks=frameworks)

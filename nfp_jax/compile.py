@@ -14,6 +14,9 @@ Where the tiling comes from is chosen by `tiling` and recorded on every result:
                        (--xla_gpu_dump_autotune_results_to there), replayed; a
                        kernel missing from the file is an error, not a silent
                        fallback to the placeholder.
+  model-autotune       XLA's autotuner with the principle as its clock
+                       (autotune.py): compiled once for the structure, every
+                       GEMM re-tiled per N by pricing its candidates.
   override:<config>    one Triton config for every GEMM, e.g.
                        'override:block_m:64 block_n:128 block_k:64 num_stages:4
                        num_warps:4 num_ctas:1'.
@@ -41,10 +44,12 @@ from nfp_jax import blocks
 from nfp_jax import config as config_lib
 from nfp_jax import errors
 from nfp_jax import hlo
-from nfp_jax import measure
 from nfp_jax import targets as targets_lib
 
 CompileError = errors.CompileError  # raised here; defined in the leaf errors.py
+# The one config model-autotune compiles with, for the kernels' structure only.
+MODEL_AUTOTUNE_STRUCTURE = ('block_m:64 block_n:64 block_k:32 num_stages:1 '
+                            'num_warps:4 num_ctas:1')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,34 +59,6 @@ class Tiling:
   placeholder: bool
   compiler_options: dict
   xla_flags: tuple = ()  # options that only work in XLA_FLAGS
-
-
-@dataclasses.dataclass(frozen=True)
-class CompiledHlo:
-  """The optimized HLO of one forward at one N, with where its tiling came from."""
-  positions: int
-  target: str
-  tiling_source: str
-  placeholder: bool
-  hlo_text: str
-  thunk_text: str | None
-  gemv_function_names: dict  # XLA:CPU kernel -> GEMV function (LLVM IR dump)
-  compiler_options: dict
-  xla_flags: tuple
-  lower_s: float
-  compile_s: float
-  device_kind: str
-  cost: dict  # compiled.cost_analysis(): flops, bytes accessed
-  memory: dict  # compiled.memory_analysis(): argument, output, temp bytes
-
-  def kernels(self) -> list:
-    """The kernel records of this module (hlo.Kernel)."""
-    return hlo.read_kernels(self.hlo_text, self.positions,
-                            thunk_text=self.thunk_text,
-                            gemv_function_names=self.gemv_function_names)
-
-  def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
 
 
 def _proto_value(value) -> str:
@@ -141,6 +118,13 @@ def parse_tiling(text: str | None, target: targets_lib.Target) -> Tiling:
   if text == 'cost-model':
     return Tiling('cost-model', False, {}, (
         '--xla_gpu_experimental_cost_model_gemm_tiling_options=top=1',))
+  if text == 'model-autotune':
+    # The kernels' structure (which GEMMs, fusions and reduces run) from one
+    # fixed Triton config without split-K; pricing then re-tiles every GEMM by
+    # autotune.py (XLA's search space and cuBLAS, priced per N). Not a
+    # placeholder: the tiles priced are the ones the model's autotuner picks.
+    return Tiling('model-autotune', False,
+                  {'xla_gpu_override_gemm_autotuner': MODEL_AUTOTUNE_STRUCTURE})
   if text.startswith('autotune-file:'):
     path = pathlib.Path(text.split(':', 1)[1]).expanduser()
     if not path.is_file():
@@ -160,7 +144,8 @@ def parse_tiling(text: str | None, target: targets_lib.Target) -> Tiling:
     return Tiling(f'override:{override}', False,
                   {'xla_gpu_override_gemm_autotuner': override})
   raise CompileError(f'Unknown tiling source {text!r}; choose xla-default, '
-                     'cost-model, autotune-file:PATH or override:<config>.')
+                     'cost-model, model-autotune, autotune-file:PATH or '
+                     'override:<config>.')
 
 
 def _shardings(target: targets_lib.Target):
@@ -177,6 +162,21 @@ def _shardings(target: targets_lib.Target):
                          f'(install the gpu-aot extra): {str(e).splitlines()[0]}'
                          ) from None
     mesh = topologies.make_mesh(topology, (1,), ('x',))
+  elif target.deviceless and target.platform == 'tpu':
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+    tpu = target.spec.tpu
+    try:
+      topology = topologies.get_topology_desc(
+          platform='tpu', topology_name=tpu['topology'],
+          chip_config_name='default',
+          chips_per_host_bounds=tpu['chips_per_host_bounds'], num_slices=1,
+          wrap=(False, False, False))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CompileError(f'libtpu cannot compile for {target.name} here '
+                         f'(install the tpu-aot extra): {str(e).splitlines()[0]}'
+                         ) from None
+    mesh = jax.sharding.Mesh(np.array(topology.devices[:1]), ('x',))
   elif target.deviceless:
     raise CompileError(f'Deviceless compiles for {target.platform} targets '
                        f'such as {target.name} are not supported yet.')
@@ -197,7 +197,7 @@ def _placed(tree, sharding):
 
 def compile_function(fn, abstract_args, positions: int, target: targets_lib.Target,
                      tiling: Tiling, dump_dir=None,
-                     extra_options: dict | None = None) -> CompiledHlo:
+                     extra_options: dict | None = None) -> hlo.CompiledHlo:
   """Compiles `fn(*abstract_args)` in this process (flags must already be set).
 
   `abstract_args` is a pytree of ShapeDtypeStructs; they are placed on the
@@ -210,27 +210,26 @@ def compile_function(fn, abstract_args, positions: int, target: targets_lib.Targ
   with tempfile.TemporaryDirectory(prefix='nfp_jax_dump_') as tmp:
     folder = pathlib.Path(dump_dir or tmp) / f'n{positions}'
     recorded = dict(tiling.compiler_options, **(extra_options or {}))
-    options = dict(recorded, xla_dump_to=str(folder), xla_dump_hlo_as_text=True)
+    # XLA:TPU's compiled text holds everything read (windows, cycles): its
+    # dump is only written when asked for.
+    dump = dump_dir or target.platform != 'tpu'
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     lowered_at = time.perf_counter()
     try:
-      compiled = lowered.compile(compiler_options=options)
+      compiled = lowered.compile(compiler_options=hlo.dump_options(
+          recorded, folder) if dump else recorded)
     except Exception as e:  # pylint: disable=broad-except
       first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise CompileError(f'XLA could not compile for {target.name} with tiling '
                          f'{tiling.source}: {first}') from None
     done = time.perf_counter()
-    dumped = hlo.dump_files(folder)
-    thunk_text, gemv = (dumped[-1][1], dumped[-1][2]) if dumped else (None, {})
-    return CompiledHlo(
-        positions=positions, target=target.name, tiling_source=tiling.source,
-        placeholder=tiling.placeholder, hlo_text=compiled.as_text(),
-        thunk_text=thunk_text, gemv_function_names=gemv,
+    return hlo.read_compiled(
+        compiled, positions, folder if dump else None, target=target.name,
+        tiling_source=tiling.source, placeholder=tiling.placeholder,
         compiler_options=recorded, xla_flags=tiling.xla_flags,
         lower_s=lowered_at - start, compile_s=done - lowered_at,
-        device_kind=sharding.mesh.devices.flat[0].device_kind,
-        cost=measure.cost_dict(compiled), memory=measure.memory_dict(compiled))
+        device_kind=sharding.mesh.devices.flat[0].device_kind)
 
 
 def _in_process(cfg, positions_list, target, tiling, dump_dir,
@@ -248,34 +247,75 @@ def _cuda_plugin_kept_out() -> bool:
 
 
 def _needs_child(target: targets_lib.Target, tiling: Tiling) -> bool:
-  if tiling.xla_flags:
-    return True
+  if tiling.xla_flags or target.platform == 'tpu':
+    return True  # libtpu holds a process-wide lock: never load it here
   if target.deviceless and target.platform == 'gpu':
     import jax  # pylint: disable=g-import-not-at-top
     return jax.config.jax_platforms != 'cpu' or _cuda_plugin_kept_out()
   return False
 
 
+# A deviceless TPU compile loads libtpu, which takes a process lock and looks
+# for TPU hosts: these let several children load it at once, offline.
+_TPU_CHILD_ENV = dict(ALLOW_MULTIPLE_LIBTPU_LOAD='1',
+                      TPU_WORKER_HOSTNAMES='localhost', TPU_SKIP_MDS_QUERY='1')
+
+
+def check_tpu_extra(target: targets_lib.Target) -> None:
+  """errors.ConfigError (one sentence) if a TPU target lacks libtpu here."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if target.platform == 'tpu' and importlib.util.find_spec('libtpu') is None:
+    raise errors.ConfigError(f'Target {target.name} needs libtpu: install the '
+                             "tpu-aot extra (pip install -e '.[tpu-aot]').")
+
+
+def _child_count(target: targets_lib.Target, count: int) -> int:
+  """Children run at once: one per CPU for TPU compiles (each loads libtpu,
+  so the N list is split over them), else one."""
+  import os  # pylint: disable=g-import-not-at-top
+  if target.platform != 'tpu':
+    return 1
+  return max(1, min(count, len(os.sched_getaffinity(0)) if hasattr(
+      os, 'sched_getaffinity') else (os.cpu_count() or 1)))
+
+
 def _in_child(cfg, positions_list, target, tiling_text, tiling, dump_dir,
               extra_options) -> list:
-  """Runs the compiles in `python -m nfp_jax.compile` with the tiling's XLA_FLAGS."""
+  """Runs the compiles in `python -m nfp_jax.compile` with the tiling's
+  XLA_FLAGS; TPU compiles split the N list over up to one child per CPU."""
   import os  # pylint: disable=g-import-not-at-top
-  request = dict(config=cfg.to_dict(), positions=list(positions_list),
-                 target=target.name, tiling=tiling_text,
-                 dump_dir=str(dump_dir) if dump_dir else None,
-                 extra_options=extra_options or {})
+  positions_list = list(positions_list)
   env = dict(os.environ, XLA_FLAGS=' '.join(tiling.xla_flags),
              JAX_PLATFORMS='cpu' if target.deviceless or target.name == 'cpu'
              else '', TF_CPP_MIN_LOG_LEVEL='3')
-  done = subprocess.run([sys.executable, '-m', 'nfp_jax.compile'],
-                        input=json.dumps(request), capture_output=True, text=True,
-                        env=env, cwd=pathlib.Path(__file__).resolve().parent.parent,
-                        check=False)
-  if done.returncode != 0:
-    lines = [l for l in done.stderr.strip().splitlines() if l.strip()]
-    raise CompileError(lines[-1] if lines else 'The compile subprocess failed.')
-  results = json.loads(done.stdout)
-  return [CompiledHlo(**dict(r, xla_flags=tuple(r['xla_flags']))) for r in results]
+  if target.platform == 'tpu':
+    env.update(_TPU_CHILD_ENV)
+  children = _child_count(target, len(positions_list))
+  shares = [positions_list[i::children] for i in range(children)]
+  procs = []
+  for share in shares:
+    request = dict(config=cfg.to_dict(), positions=share, target=target.name,
+                   tiling=tiling_text,
+                   dump_dir=str(dump_dir) if dump_dir else None,
+                   extra_options=extra_options or {})
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, '-m', 'nfp_jax.compile'], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=pathlib.Path(__file__).resolve().parent.parent)
+    procs.append((proc, json.dumps(request)))
+  by_n = {}
+  errors_seen = []
+  for proc, request in procs:
+    out, err = proc.communicate(request)
+    if proc.returncode != 0:
+      lines = [l for l in err.strip().splitlines() if l.strip()]
+      errors_seen.append(lines[-1] if lines else 'The compile subprocess failed.')
+      continue
+    for r in json.loads(out):
+      by_n[r['positions']] = hlo.CompiledHlo(**dict(r, xla_flags=tuple(r['xla_flags'])))
+  if errors_seen:
+    raise CompileError(errors_seen[0])
+  return [by_n[n] for n in positions_list]
 
 
 def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list,
@@ -301,6 +341,7 @@ def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list,
     CompileError: for a target or tiling that cannot be used, or a failed compile.
   """
   parsed = parse_tiling(tiling, target)
+  check_tpu_extra(target)
   if _needs_child(target, parsed):
     return _in_child(cfg, positions_list, target, tiling, parsed, dump_dir,
                      extra_options)
@@ -310,7 +351,7 @@ def compile_hlo_many(cfg: config_lib.BlockConfig, positions_list,
 def compile_hlo(cfg: config_lib.BlockConfig, positions: int,
                 target: targets_lib.Target, tiling: str | None = None,
                 dump_dir=None,
-                extra_options: dict | None = None) -> CompiledHlo:
+                extra_options: dict | None = None) -> hlo.CompiledHlo:
   """Compiles the forward of `cfg` at N=positions; see compile_hlo_many."""
   return compile_hlo_many(cfg, [positions], target, tiling, dump_dir,
                           extra_options)[0]

@@ -1,165 +1,125 @@
-"""The conditions a sweep ran under: which CPU, what load, which rounds were
-interfered with.
+"""What the machine was doing while a curve was timed: per-round interference,
+the memory bandwidth a round saw, and whether it changed regime mid-run.
 
-Per round: the 1-minute load average, the steal and iowait deltas of
-/proc/stat (where the OS has them) and the process CPU time against wall time.
-A round is marked interfered when steal or iowait took more than 5% of the
-machine's time during it, or the load average exceeded the core count.
+A round is marked as interfered when, over that round, the CPU's steal time was
+more than 2% of its ticks, iowait more than 5%, or this process got less than
+80% of one core's time while it waited for its own calls (another process had
+the CPU). The 1-minute load average is recorded but is no criterion: it lags.
 """
 
+import math
 import os
-import platform
 import time
 
-ISA_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_bf16',
-             'amx_int8', 'amx_tile', 'neon', 'asimd', 'sve')
-INTERFERED_SHARE = 0.05
+import numpy as np
+
+STEAL_LIMIT = 0.02
+IOWAIT_LIMIT = 0.05
+CPU_PER_WALL_LIMIT = 0.8
+# A regime change: Pettitt's test at p < 0.01 and medians apart by more than 5%.
+REGIME_P = 0.01
+REGIME_SHIFT = 0.05
 
 
-def _cpu_times():
+def _proc_stat() -> tuple | None:
+  """(total, steal, iowait) CPU ticks of /proc/stat, or None off Linux."""
   try:
     with open('/proc/stat') as f:
-      fields = f.readline().split()[1:]
+      fields = f.readline().split()
   except OSError:
     return None
-  values = [int(v) for v in fields]
-  return dict(total=sum(values), iowait=values[4] if len(values) > 4 else 0,
-              steal=values[7] if len(values) > 7 else 0)
+  ticks = [int(v) for v in fields[1:]]
+  steal = ticks[7] if len(ticks) > 7 else 0
+  return sum(ticks), steal, ticks[4] if len(ticks) > 4 else 0
 
 
-def load() -> float | None:
+def snapshot() -> dict:
+  """The counters a round is judged by, read now."""
+  return dict(wall=time.perf_counter(), cpu=time.process_time(),
+              stat=_proc_stat(), load1=_load1())
+
+
+def _load1() -> float | None:
   try:
     return os.getloadavg()[0]
   except OSError:
     return None
 
 
-def cpu() -> dict:
-  """CPU model, the vector-ISA flags that matter, core count."""
-  model, flags = platform.processor() or platform.machine(), set()
+def round_record(before: dict, after: dict) -> dict:
+  """One round's conditions from the snapshots around it, marked or not."""
+  wall = max(after['wall'] - before['wall'], 1e-12)
+  record = dict(load1=after['load1'],
+                cpu_per_wall=(after['cpu'] - before['cpu']) / wall)
+  if before['stat'] and after['stat']:
+    total = max(after['stat'][0] - before['stat'][0], 1)
+    record['steal_share'] = (after['stat'][1] - before['stat'][1]) / total
+    record['iowait_share'] = (after['stat'][2] - before['stat'][2]) / total
+  record['interfered'] = bool(
+      record.get('steal_share', 0) > STEAL_LIMIT
+      or record.get('iowait_share', 0) > IOWAIT_LIMIT
+      or record['cpu_per_wall'] < CPU_PER_WALL_LIMIT)
+  return record
+
+
+def xla_threads() -> dict:
+  """The CPUs XLA:CPU's thread pool may use (this process's affinity) and the
+  XLA flags that could change it."""
   try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        key, _, value = line.partition(':')
-        key = key.strip()
-        if key == 'model name':
-          model = value.strip()
-        elif key in ('flags', 'Features'):
-          flags |= set(value.split())
-  except OSError:
-    pass
-  return dict(cpu_model=model, isa_flags=[f for f in ISA_FLAGS if f in flags],
-              cores=os.cpu_count())
-
-
-class Monitor:
-  """Call .round_done() after every timed round; .summary() at the end."""
-
-  def __init__(self):
-    self.cores = os.cpu_count() or 1
-    self.load_before = load()
-    self.rounds = []
-    self._mark()
-
-  def _mark(self):
-    self._stat, self._wall, self._cpu = _cpu_times(), time.perf_counter(), time.process_time()
-
-  def round_done(self, _=None) -> None:
-    stat, wall, cpu_s = _cpu_times(), time.perf_counter(), time.process_time()
-    record = dict(load=load(), wall_s=wall - self._wall, cpu_s=cpu_s - self._cpu)
-    interfered = record['load'] is not None and record['load'] > self.cores
-    if stat and self._stat and stat['total'] > self._stat['total']:
-      total = stat['total'] - self._stat['total']
-      record['steal'] = (stat['steal'] - self._stat['steal']) / total
-      record['iowait'] = (stat['iowait'] - self._stat['iowait']) / total
-      interfered |= record['steal'] + record['iowait'] > INTERFERED_SHARE
-    record['interfered'] = bool(interfered)
-    self.rounds.append(record)
-    self._mark()
-
-  def summary(self, xla_threads: int | None = None) -> dict:
-    marked = sum(r['interfered'] for r in self.rounds)
-    return dict(cpu(), load_before=self.load_before, load_after=load(),
-                interfered_share=marked / len(self.rounds) if self.rounds else 0.0,
-                interference_rule=f'load > cores or steal+iowait > '
-                f'{INTERFERED_SHARE:.0%} of machine time in the round',
-                xla_threads=xla_threads, rounds=self.rounds)
-
-
-def llc_bytes() -> int | None:
-  """The largest cache's size from sysfs (None where there is none)."""
-  sizes = []
-  base = '/sys/devices/system/cpu/cpu0/cache'
-  try:
-    for entry in os.listdir(base):
-      with open(f'{base}/{entry}/size') as f:
-        text = f.read().strip()
-      unit = {'K': 2**10, 'M': 2**20, 'G': 2**30}.get(text[-1:], 1)
-      sizes.append(int(text.rstrip('KMG')) * unit)
-  except (OSError, ValueError):
-    return None
-  return max(sizes) if sizes else None
-
-
-def sentinel_bytes() -> int:
-  """A streaming-read buffer 4x the last-level cache, within [64, 256] MiB."""
-  llc = llc_bytes() or 32 * 2**20
-  return int(min(max(4 * llc, 64 * 2**20), 256 * 2**20))
-
-
-def bandwidth_sentinel(nbytes: int | None = None, device=None):
-  """(call, bytes): a no-argument call that streams once through a fixed
-  float32 buffer larger than the LLC, the way hardware.measure_local measures
-  the balance's bandwidth (XLA row sums of a [rows, 8192] array, which read
-  every byte once), so the two bandwidths compare."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  rows = (nbytes or sentinel_bytes()) // (4 * 8192)
-  buffer = jnp.ones((rows, 8192), jnp.float32)
-  if device is not None:
-    buffer = jax.device_put(buffer, device)
-  row_sum = jax.jit(lambda x: jnp.sum(x, axis=1)).lower(buffer).compile()
-  jax.block_until_ready(row_sum(buffer))
-  return (lambda: jax.block_until_ready(row_sum(buffer))), rows * 8192 * 4
+    usable = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable = os.cpu_count()
+  return dict(usable_cpus=usable, xla_flags=os.environ.get('XLA_FLAGS', ''))
 
 
 def pettitt(series) -> tuple[int, float]:
-  """Pettitt's change-point test: (index of the first element after the most
-  likely change, approximate two-sided p-value 2 exp(-6K^2 / (n^3 + n^2)))."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
+  """Pettitt's change-point test: (split index, approximate p-value).
+
+  The split index t means rounds [0, t) and [t, n) differ most;
+  p ~ 2 exp(-6 K^2 / (n^3 + n^2)) (Pettitt 1979).
+  """
   x = np.asarray(series, float)
+  x = x[np.isfinite(x)]
   n = len(x)
   if n < 4:
     return n, 1.0
-  sign = np.sign(x[None, :] - x[:, None])  # [i, j] = sign(x_j - x_i)
-  u = np.array([sign[:t + 1, t + 1:].sum() for t in range(n - 1)])
-  t = int(np.argmax(np.abs(u)))
-  k = float(abs(u[t]))
-  return t + 1, float(min(1.0, 2 * np.exp(-6 * k**2 / (n**3 + n**2))))
+  signs = np.sign(x[:, None] - x[None, :])  # signs[i, j] = sign(x_i - x_j)
+  # U_t = sum_{i < t} sum_{j >= t} sign(x_i - x_j), t = 1 .. n-1.
+  cum = np.cumsum(signs, axis=0)  # rows summed up to i
+  u = np.array([cum[t - 1, t:].sum() for t in range(1, n)])
+  t = int(np.argmax(np.abs(u))) + 1
+  k = float(np.abs(u).max())
+  return t, float(min(1.0, 2 * math.exp(-6 * k**2 / (n**3 + n**2))))
 
 
-REGIME_P = 0.01  # Pettitt significance of a bandwidth regime change
-REGIME_SHIFT = 0.05  # ... and the medians before/after differ by more than 5%
-
-
-def bandwidth_summary(gbs) -> dict:
-  """bandwidth_gbs (median), bandwidth_ci_gbs (order-statistic 95% CI of the
-  median) and regime_change_round (None unless Pettitt p < REGIME_P and the
-  medians before and after differ by more than REGIME_SHIFT)."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from nfp_jax import measure  # pylint: disable=import-outside-toplevel
-  x = np.asarray(gbs, float)
+def regime_change(bandwidth) -> dict | None:
+  """Where the sentinel's bandwidth series changed regime beyond its noise
+  (Pettitt p < REGIME_P and segment medians apart by more than REGIME_SHIFT),
+  else None."""
+  x = np.asarray(bandwidth, float)
   x = x[np.isfinite(x)]
-  s = np.sort(x)
-  lo, hi = measure.median_ci_ranks(len(s))
   split, p = pettitt(x)
-  change = None
-  if p < REGIME_P and 0 < split < len(x):
-    a, b = np.median(x[:split]), np.median(x[split:])
-    if abs(b - a) > REGIME_SHIFT * min(a, b):
-      change = split
-  return dict(bandwidth_gbs=float(np.median(x)),
-              bandwidth_ci_gbs=[float(s[lo]), float(s[hi])],
-              bandwidth_per_round_gbs=x.tolist(), regime_change_round=change,
-              regime_test=f'Pettitt p < {REGIME_P} and median shift > '
-              f'{REGIME_SHIFT:.0%}', regime_p=p)
+  if p >= REGIME_P or split < 3 or len(x) - split < 3:
+    return None
+  before, after = float(np.median(x[:split])), float(np.median(x[split:]))
+  if abs(after - before) / max(before, 1e-30) <= REGIME_SHIFT:
+    return None
+  return dict(round=split, p=p, before_gbs=before / 1e9, after_gbs=after / 1e9)
+
+
+def summarize(rounds: list, before: dict, after: dict, cpu: dict,
+              bandwidth=None, level: float = 0.95) -> dict:
+  """The `conditions` of a summary: CPU, load, marked rounds, XLA threads and
+  the sentinel's bandwidth (median, CI, regime change)."""
+  from nfp_jax import measure  # pylint: disable=g-import-not-at-top
+  out = dict(cpu_model=cpu.get('model'), isa_flags=cpu.get('isa_flags'),
+             cores=cpu.get('cpu_count'), load_before=before.get('load1'),
+             load_after=after.get('load1'), rounds=len(rounds),
+             share_interfered=(sum(r['interfered'] for r in rounds) / len(rounds)
+                               if rounds else None),
+             xla=xla_threads())
+  if bandwidth is not None and len(bandwidth):
+    med, lo, hi = measure.median_ci(bandwidth, level)
+    out.update(bandwidth_gbs=med / 1e9, bandwidth_ci_gbs=[lo / 1e9, hi / 1e9],
+               regime_change=regime_change(bandwidth))
+  return out

@@ -16,8 +16,8 @@ from nfp_jax import errors
 from nfp_jax import presets
 from nfp_jax import routing
 
-MODULES = ('dense', 'moe', 'attention', 'layer', 'model')
-MOE_IMPLS = ('gather', 'ragged', 'dense')
+MODULES = ('linear', 'dense', 'moe', 'attention', 'layer', 'model')
+MOE_IMPLS = ('gather', 'ragged', 'dense', 'tokamax')
 MASKS = ('causal', 'block')
 ATTN_IMPLS = ('einsum', 'dpa')
 DTYPES = ('bfloat16', 'float32', 'float16')
@@ -37,6 +37,9 @@ DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
 DEFAULT_SCALES = {'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
                   'model': 0.125}
 DEFAULT_OVERRIDES = {'model': {'n_layers': 4}}
+# A `linear` block is one projection: without a model preset it has no default
+# widths, and both must be given.
+LINEAR_WIDTHS = ('d_model', 'd_ff')
 
 
 def native_dtype(platform: str) -> str:
@@ -176,6 +179,13 @@ def grid(modules, *, models=None, scales=None, dtypes=('auto',),
   configs = []
   for module in modules:
     module_overrides = dict(overrides or {})
+    if module == 'linear' and not models:
+      missing = [f'--{w}' for w in LINEAR_WIDTHS if module_overrides.get(w) is None]
+      if missing:
+        raise ConfigError('--module linear needs its widths, --d_model and '
+                          '--d_ff (the input and output width of the '
+                          f'projection), or a --model preset; missing '
+                          f'{" and ".join(missing)}.')
     if not models:
       for name, value in DEFAULT_OVERRIDES.get(module, {}).items():
         if module_overrides.get(name) is None:
@@ -209,6 +219,11 @@ def _validate(cfg: BlockConfig) -> None:
   if cfg.moe_impl not in MOE_IMPLS:
     raise ConfigError(f'Unknown MoE implementation {cfg.moe_impl!r}; choose one '
                       f'of {", ".join(MOE_IMPLS)}.')
+  if cfg.moe_impl == 'tokamax' and cfg.is_moe:
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    if importlib.util.find_spec('tokamax') is None:
+      raise ConfigError("--impl tokamax needs the tokamax package: install the "
+                        "tpu-aot extra (pip install -e '.[tpu-aot]').")
   if cfg.mask not in MASKS:
     raise ConfigError(f'Unknown mask {cfg.mask!r}; choose one of {", ".join(MASKS)}.')
   if cfg.attn_impl not in ATTN_IMPLS:

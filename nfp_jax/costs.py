@@ -100,6 +100,8 @@ def _layer(cfg, n, wb, ab):
 def kernels(cfg, positions: int) -> list[KernelCost]:
   """The block's kernels at N=positions, ideal counts."""
   wb, ab, n = itemsize(cfg.param_dtype), itemsize(cfg.dtype), positions
+  if cfg.module == 'linear':
+    return [_gemm('proj', n, cfg.d_model, cfg.d_ff, wb, ab)]
   if cfg.module == 'dense':
     return _dense(cfg, n, wb, ab)
   if cfg.module == 'moe':

@@ -887,12 +887,6 @@ def _kernel_level(module: Module):
   return order
 
 
-def count_kernels(text: str) -> int:
-  """How many kernels one optimized HLO module launches per call (every
-  instruction at kernel level that is not a parameter, tuple, bitcast, ...)."""
-  return len(_kernel_level(parse_module(text)))
-
-
 def read_kernels(text: str, positions: int | None = None, *,
                  thunk_text: str | None = None,
                  gemv_function_names: dict | None = None,
@@ -1066,3 +1060,98 @@ def dump_files(folder) -> list:
                   gemv_functions(llvm, module_prefix)))
   return found
 
+
+
+# What XLA says of one compiled program: its cost and memory analyses, its
+# optimized HLO and, from its dump, the kernels that run.
+
+
+def cost_dict(compiled) -> dict:
+  """compiled.cost_analysis(): flops, bytes accessed (and per operand),
+  transcendentals, optimal_seconds where the backend has them."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX returned one dict per device
+    cost = cost[0] if cost else {}
+  keep = {}
+  for key, value in (cost or {}).items():
+    if key in ('flops', 'bytes accessed', 'transcendentals', 'optimal_seconds',
+               'utilization') or key.startswith('bytes accessed'):
+      keep[key] = float(value)
+  return keep
+
+
+def memory_dict(compiled) -> dict:
+  """compiled.memory_analysis(): argument, output, temp, alias and code bytes."""
+  memory = compiled.memory_analysis()
+  if memory is None:
+    return {}
+  names = ('argument_size_in_bytes', 'output_size_in_bytes',
+           'temp_size_in_bytes', 'alias_size_in_bytes',
+           'generated_code_size_in_bytes')
+  return {n: int(getattr(memory, n)) for n in names if hasattr(memory, n)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledHlo:
+  """The optimized HLO of one forward at one N, with where its tiling came from."""
+  positions: int
+  target: str
+  tiling_source: str
+  placeholder: bool
+  hlo_text: str
+  thunk_text: str | None
+  gemv_function_names: dict  # XLA:CPU kernel -> GEMV function (LLVM IR dump)
+  compiler_options: dict
+  xla_flags: tuple
+  lower_s: float
+  compile_s: float
+  device_kind: str
+  cost: dict  # compiled.cost_analysis(): flops, bytes accessed
+  memory: dict  # compiled.memory_analysis(): argument, output, temp bytes
+
+  @property
+  def is_tpu(self) -> bool:
+    return self.device_kind.startswith('TPU')
+
+  def program(self):
+    """The fusions of an XLA:TPU module with the compiler's own estimate
+    (hlo_tpu.Program)."""
+    from nfp_jax import hlo_tpu  # pylint: disable=g-import-not-at-top
+    return hlo_tpu.read_program(self.hlo_text, self.positions, cost=self.cost)
+
+  def kernels(self) -> list:
+    """The kernel records of this module (hlo.Kernel; hlo_tpu.Fusion on TPU)."""
+    if self.is_tpu:
+      return list(self.program().fusions)
+    return read_kernels(self.hlo_text, self.positions,
+                            thunk_text=self.thunk_text,
+                            gemv_function_names=self.gemv_function_names)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def dump_options(options: dict | None, folder) -> dict:
+  """Compiler options that also dump the program into `folder` (as text), so
+  that read_compiled finds its thunk sequence and GEMV function names."""
+  return dict(options or {}, xla_dump_to=str(folder), xla_dump_hlo_as_text=True)
+
+
+def read_compiled(compiled, positions: int, dump_folder=None, *, target: str,
+                  tiling_source: str = 'xla-default', placeholder: bool = False,
+                  compiler_options: dict | None = None, xla_flags: tuple = (),
+                  lower_s: float = 0.0, compile_s: float = 0.0,
+                  device_kind: str = '') -> CompiledHlo:
+  """The one reader of a compiled executable (deviceless compiles, sweeps,
+  comparisons and the probe alike): its optimized HLO, cost and memory
+  analyses and, when it was compiled with dump_options(..., dump_folder), the
+  thunk sequence and GEMV names its kernels need."""
+  dumped = dump_files(dump_folder) if dump_folder else []
+  thunk_text, gemv = (dumped[-1][1], dumped[-1][2]) if dumped else (None, {})
+  return CompiledHlo(
+      positions=positions, target=target, tiling_source=tiling_source,
+      placeholder=placeholder, hlo_text=compiled.as_text(),
+      thunk_text=thunk_text, gemv_function_names=gemv,
+      compiler_options=dict(compiler_options or {}), xla_flags=tuple(xla_flags),
+      lower_s=lower_s, compile_s=compile_s, device_kind=device_kind,
+      cost=cost_dict(compiled), memory=memory_dict(compiled))

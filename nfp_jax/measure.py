@@ -1,6 +1,5 @@
-"""The timing harness: AOT compile once per N, interleaved randomized rounds
-(adaptive: extra rounds for the N still ambiguous), every sample kept, R(N) as
-the median of paired per-round ratios T_r(N)/T_r(1) with its order-statistic CI.
+"""The timing harness: AOT compile once per N, interleaved randomized rounds,
+every sample kept, medians and paired-bootstrap CIs of R(N) = T(N)/T(1).
 
 Only the forward is timed: weights, KV cache and inputs are made before.
 """
@@ -10,13 +9,15 @@ import ctypes.util
 import dataclasses
 import gc
 import math
+import pathlib
+import tempfile
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
 
-from nfp_jax import errors
+from nfp_jax import hlo
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -58,167 +59,207 @@ class CompiledForward:
   compile_s: float
   cost: dict  # cost_analysis(): flops, bytes accessed, ...
   memory: dict  # memory_analysis(): buffer sizes in bytes
+  hlo: Any = None  # hlo.CompiledHlo (its kernels) when compiled with read=True
 
 
-def cost_dict(compiled) -> dict:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older JAX returned one dict per device
-    cost = cost[0] if cost else {}
-  keep = {}
-  for key, value in (cost or {}).items():
-    if key in ('flops', 'bytes accessed', 'transcendentals', 'optimal_seconds',
-               'utilization') or key.startswith('bytes accessed'):
-      keep[key] = float(value)
-  return keep
-
-
-def memory_dict(compiled) -> dict:
-  memory = compiled.memory_analysis()
-  if memory is None:
-    return {}
-  names = ('argument_size_in_bytes', 'output_size_in_bytes',
-           'temp_size_in_bytes', 'alias_size_in_bytes',
-           'generated_code_size_in_bytes')
-  return {n: int(getattr(memory, n)) for n in names if hasattr(memory, n)}
-
-
-def compile_forward(fn: Callable, args, compiler_options: dict | None = None
+def compile_forward(fn: Callable, args, compiler_options: dict | None = None,
+                    *, read: bool = False, positions: int = 0
                     ) -> CompiledForward:
-  """jit(fn).lower(*args).compile(), with lower and compile timed apart."""
-  start = time.perf_counter()
-  lowered = jax.jit(fn).lower(*args)
-  lowered_at = time.perf_counter()
-  compiled = lowered.compile(compiler_options or None)
-  done = time.perf_counter()
+  """jit(fn).lower(*args).compile(), with lower and compile timed apart.
+
+  With `read`, the same compile also dumps the program to a temporary folder
+  and `hlo` holds what hlo.read_compiled reads of it (kernels, GEMV tiles), so
+  the executable that is timed is the one whose kernels are read and priced:
+  one compile per N.
+  """
+  with tempfile.TemporaryDirectory(prefix='nfp_jax_dump_') as tmp:
+    folder = pathlib.Path(tmp) / f'n{positions}'
+    options = (hlo.dump_options(compiler_options, folder) if read
+               else compiler_options or None)
+    start = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile(options)
+    done = time.perf_counter()
+    record = None
+    if read:
+      device = next(iter(jax.tree.leaves(args)[0].devices()))
+      record = hlo.read_compiled(
+          compiled, positions, folder, target=device.platform,
+          device_kind=device.device_kind,
+          compiler_options=compiler_options, lower_s=lowered_at - start,
+          compile_s=done - lowered_at)
   return CompiledForward(compiled, lowered_at - start, done - lowered_at,
-                         cost_dict(compiled), memory_dict(compiled))
+                         hlo.cost_dict(compiled), hlo.memory_dict(compiled), record)
 
 
 @dataclasses.dataclass(frozen=True)
 class RoundPlan:
-  """How many timed rounds a curve gets (adaptive between the bounds).
-
-  The first `min_rounds` rounds time every N; after them a round is run only
-  while `time_budget_s` of timing is left, fewer than `max_rounds` were run and
-  the caller still names ambiguous N. `fixed(k)` is min = max = k (--repeats).
-  """
+  """How many rounds to time: at least `min_rounds` of every N, then rounds on
+  the N still undecided until decided, `max_rounds` or `time_budget_s` of
+  timing. fixed(n): exactly n rounds of every N."""
   min_rounds: int = 15
   max_rounds: int = 200
-  time_budget_s: float = 15.0
+  time_budget_s: float | None = 20.0
 
   @classmethod
   def fixed(cls, rounds: int) -> 'RoundPlan':
-    return cls(rounds, rounds, float('inf'))
+    return cls(rounds, rounds, None)
 
-  def check(self) -> 'RoundPlan':
-    """errors.ConfigError (one sentence) for a plan that cannot run."""
-    if not self.time_budget_s > 0:
-      raise errors.ConfigError(
-          f'The time budget must be positive, got {self.time_budget_s:g} s.')
+  def checked(self) -> 'RoundPlan':
+    """Itself, or errors.ConfigError (one sentence) for a plan that cannot run."""
+    from nfp_jax import errors  # pylint: disable=g-import-not-at-top
     if self.min_rounds < 3:
-      raise errors.ConfigError(
-          f'At least 3 rounds are needed for paired statistics, got {self.min_rounds}.')
+      raise errors.ConfigError(f'At least 3 rounds are needed for a CI, got '
+                               f'{self.min_rounds}.')
     if self.min_rounds > self.max_rounds:
-      raise errors.ConfigError(
-          f'min_rounds ({self.min_rounds}) exceeds max_rounds ({self.max_rounds}).')
+      raise errors.ConfigError(f'--min_rounds ({self.min_rounds}) is more than '
+                               f'--max_rounds ({self.max_rounds}).')
+    if self.time_budget_s is not None and self.time_budget_s <= 0:
+      raise errors.ConfigError(f'--time_budget_s must be positive, got '
+                               f'{self.time_budget_s:g}.')
     return self
 
 
-def time_rounds(calls: Mapping[int, Callable[[], Any]], plan: RoundPlan,
-                ambiguous: Callable[[dict], Sequence[int]] = lambda _: (),
+@dataclasses.dataclass
+class Rounds:
+  """What time_rounds timed: seconds per key and round (NaN where a round did
+  not time that key), the sentinel's seconds and the conditions per round."""
+  samples: dict  # key -> np.ndarray [rounds]
+  sentinel_s: np.ndarray  # [rounds]; empty without a sentinel
+  conditions: list  # per round: conditions.round_record
+  stopped: str  # 'decided', 'time budget', 'max rounds' or 'fixed rounds'
+  timed_s: float  # inside the timed calls
+
+  def rounds_per_key(self) -> dict:
+    return {k: int(np.isfinite(v).sum()) for k, v in self.samples.items()}
+
+
+def time_rounds(calls: Mapping[Any, Callable[[], Any]], *, min_rounds: int,
+                max_rounds: int | None = None, time_budget_s: float | None = None,
                 warmup: int = 2, seed: int = 0,
-                on_round: Callable[[int], None] | None = None,
-                clock: Callable[[], float] = time.perf_counter
-                ) -> dict[int, np.ndarray]:
+                undecided: Callable[[dict], set] | None = None,
+                check_every: int = 5, sentinel: Callable[[], Any] | None = None,
+                clock: Callable[[], float] = time.perf_counter,
+                on_round: Callable[[int, int], None] | None = None) -> Rounds:
   """Times each call once per round, in a fresh random order every round.
 
-  Each call must block until its result is ready. The first key is the base of
-  every ratio and is timed in every round. The first plan.min_rounds rounds
-  time every key; after that `ambiguous(samples so far)` names the keys that
-  still need rounds, and only they (with the base, in random order) are timed,
-  until it names none, plan.max_rounds rounds were run or plan.time_budget_s
-  seconds of `clock` have passed since the first timed round. Garbage
+  The first `min_rounds` rounds time every key. Then, while `undecided(samples)`
+  (checked every `check_every` rounds) names keys still in question, further
+  rounds time the first key (the base of every ratio) and those keys only, so
+  each extra sample is still paired with the base in its round, until nothing
+  is undecided, `max_rounds` or the `time_budget_s` (of timing, on `clock`) is
+  spent. `sentinel` (a bandwidth probe) runs once per round at a random place
+  among the calls. Each call must block until its result is ready. Garbage
   collection is paused while timing.
-
-  Returns:
-    key -> float64 array [rounds run] of seconds; NaN where a key was not
-    timed in that round. Sample r of every key comes from round r, so ratios
-    can be paired by round.
   """
+  from nfp_jax import conditions  # pylint: disable=g-import-not-at-top
   pin_allocator()
+  max_rounds = max(max_rounds or min_rounds, min_rounds)
   keys = list(calls)
   for key in keys:
     for _ in range(warmup):
       calls[key]()
-  rows = {key: [] for key in keys}
+  if sentinel is not None:
+    sentinel()
+  samples = {key: np.full(max_rounds, np.nan) for key in keys}
+  sentinel_s = np.full(max_rounds, np.nan)
+  records = []
   rng = np.random.default_rng(seed)
+  active = keys
+  stopped = 'fixed rounds' if max_rounds == min_rounds else 'max rounds'
   gc_was_enabled = gc.isenabled()
   gc.disable()
   start = clock()
   try:
-    for r in range(plan.max_rounds):
-      todo = keys
-      if r >= plan.min_rounds:
-        if clock() - start >= plan.time_budget_s:
+    for r in range(max_rounds):
+      if r >= min_rounds and undecided is not None and (
+          r == min_rounds or (r - min_rounds) % check_every == 0):
+        left = undecided({k: v[:r] for k, v in samples.items()})
+        if not left:
+          stopped = 'decided'
           break
-        wanted = set(ambiguous({k: np.asarray(v) for k, v in rows.items()}))
-        if not wanted:
-          break
-        todo = [k for k in keys if k == keys[0] or k in wanted]
-      for key in keys:
-        rows[key].append(np.nan)
-      for i in rng.permutation(len(todo)):
-        call = calls[todo[i]]
+        active = [keys[0]] + [k for k in keys[1:] if k in left]
+      if r >= min_rounds and time_budget_s is not None and (
+          clock() - start >= time_budget_s):
+        stopped = 'time budget'
+        break
+      order = list(rng.permutation(len(active) + (sentinel is not None)))
+      before = conditions.snapshot()
+      for i in order:
+        if i == len(active):
+          t0 = clock()
+          sentinel()
+          sentinel_s[r] = clock() - t0
+          continue
+        call = calls[active[i]]
         t0 = clock()
         call()
-        rows[todo[i]][r] = clock() - t0
+        samples[active[i]][r] = clock() - t0
+      records.append(conditions.round_record(before, conditions.snapshot()))
       if on_round:
-        on_round(r)
+        on_round(r, len(active))
   finally:
     if gc_was_enabled:
       gc.enable()
-  return {key: np.asarray(v, dtype=np.float64) for key, v in rows.items()}
+  n = len(records)
+  trimmed = {k: v[:n] for k, v in samples.items()}
+  return Rounds(trimmed, sentinel_s[:n] if sentinel is not None else np.array([]),
+                records, stopped,
+                float(sum(np.nansum(v) for v in trimmed.values())))
 
 
 def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
                      warmup: int = 2, seed: int = 0,
                      on_round: Callable[[int], None] | None = None
                      ) -> dict[int, np.ndarray]:
-  """time_rounds with a fixed number of rounds: key -> [rounds] seconds."""
-  return time_rounds(calls, RoundPlan.fixed(rounds), warmup=warmup, seed=seed,
-                     on_round=on_round)
+  """A fixed number of rounds of every call (time_rounds without adapting).
 
-
-def paired_ratios(samples: np.ndarray, base: np.ndarray) -> np.ndarray:
-  """T_r(N)/T_r(1) of the rounds that timed both (NaN marks an untimed one)."""
-  ratios = np.asarray(samples, float) / np.asarray(base, float)
-  return ratios[np.isfinite(ratios)]
-
-
-def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, int]:
-  """0-based ranks (lo, hi) of the distribution-free CI of a median from n
-  sorted values: the largest k with P(Binomial(n, 1/2) < k) <= (1-level)/2
-  gives [x_(k), x_(n-k+1)] (1-based). Below 6 values no k reaches 95%; the
-  interval is then the whole range (coverage 1 - 2^(1-n))."""
-  alpha = (1 - level) / 2
-  cdf, k = 0.0, 0
-  while k < n and cdf + math.comb(n, k) / 2**n <= alpha:
-    cdf += math.comb(n, k) / 2**n
-    k += 1
-  k = max(k, 1)
-  return k - 1, n - k
-
-
-def ratio_ci(samples: np.ndarray, base: np.ndarray, level: float = 0.95,
-             **_) -> tuple[float, float, float]:
-  """R(N) and its CI from the paired per-round ratios T_r(N)/T_r(1).
-
-  R is the median of the paired ratios: pairing by round cancels a slow round
-  that hit every N alike, and the median ignores the odd slow call. The CI is
-  the distribution-free order-statistic interval of a median (binomial ranks,
-  median_ci_ranks): valid for any continuous ratio distribution, exact in
-  coverage (>= level), and never clipped to contain R.
+  Returns:
+    key -> float64 array [rounds] of seconds; sample r of every key comes from
+    round r, so ratios can be paired by round.
   """
-  ratios = np.sort(paired_ratios(samples, base))
-  lo, hi = median_ci_ranks(len(ratios), level)
-  return float(np.median(ratios)), float(ratios[lo]), float(ratios[hi])
+  return time_rounds(calls, min_rounds=rounds, warmup=warmup, seed=seed,
+                     on_round=(lambda r, _: on_round(r)) if on_round else None
+                     ).samples
+
+
+def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+  """(median, low, high) of `values` (NaNs dropped), with the distribution-free
+  order-statistic interval for a median: [x_(j), x_(k)] with ranks from
+  Binomial(n, 1/2) so that P(x_(j) <= median < x_(k)) >= level. It assumes only
+  independent rounds, not a shape of the noise; it is never clipped to hold the
+  point estimate (it always does for a median). With fewer than 6 values no
+  rank pair reaches 95%: the interval is then [min, max] (coverage 1 - 2^(1-n)).
+  """
+  x = np.sort(np.asarray(values, dtype=float))
+  x = x[np.isfinite(x)]
+  n = len(x)
+  if n == 0:
+    return float('nan'), float('nan'), float('nan')
+  median = float(np.median(x))
+  # Largest j with P(B < j) <= alpha/2, B ~ Binomial(n, 1/2): ranks j+1 .. n-j.
+  alpha = 1 - level
+  cdf, j = 0.0, 0
+  while j < n // 2:
+    cdf_next = cdf + math.comb(n, j) / 2**n
+    if cdf_next > alpha / 2:
+      break
+    cdf, j = cdf_next, j + 1
+  low = x[max(j - 1, 0)] if j else x[0]
+  high = x[n - j] if j else x[-1]
+  return median, float(low), float(high)
+
+
+def paired_ratios(samples, base) -> np.ndarray:
+  """Per-round ratios T_r(N) / T_r(1) over the rounds that timed both."""
+  samples, base = np.asarray(samples, float), np.asarray(base, float)
+  ok = np.isfinite(samples) & np.isfinite(base)
+  return samples[ok] / base[ok]
+
+
+def ratio_ci(samples, base, level: float = 0.95) -> tuple[float, float, float]:
+  """R(N) and its CI from rounds: the median of the paired per-round ratios
+  T_r(N)/T_r(1) (a slow round that slows every N alike cancels in its ratio)
+  with the order-statistic interval of that median (median_ci)."""
+  return median_ci(paired_ratios(samples, base), level)

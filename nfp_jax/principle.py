@@ -9,10 +9,9 @@ This module reads kernel costs and hardware numbers, never a clock.
 2. Resource slack: T_res(N) = sum_k max(bytes_k(N)/BW, flops_k(N)/peak) over the
    block's ideal kernels (costs.py), with the bytes that grow with N counted.
 3. The principle: T_pred(N) = sum over the kernels XLA compiled at that N, each
-   priced from its own kind and tile grid (GPU: padding to the tile along
-   positions, weight panels re-read per position-tile when they exceed L2,
-   waves on the SMs; CPU: the GEMM kind's reference curve from the
-   granularity probe, at the kernel's rows, scaled to its size),
+   priced from its own kind and tile grid (GPU: pricing_gpu.py; CPU: the GEMM
+   kind's reference curve from the granularity probe at the kernel's rows: a
+   fixed part, and a part scaled to its size),
    plus the fixed costs of a call (call floor, per-kernel overhead) and of fresh
    buffers (page faults, where the allocator maps large blocks anew). Every rate comes from the spec table or from separate
    microbenchmarks; nothing is fitted to the curve being predicted.
@@ -170,76 +169,60 @@ def price_streamed(kernel, balance) -> KernelTime:
                     t_mem, 0.0, t_mem)
 
 
-def blocks_per_sm(kernel, spec) -> int:
-  """Blocks of a GPU kernel resident on one SM of `spec`, bounded by threads
-  and shared memory (registers are not in the dump, so occupancy may be
-  lower)."""
-  gpu = spec.gpu if spec is not None and spec.gpu else {}
-  per_sm = gpu.get('threads_per_core_limit', 2048) // max(
-      kernel.threads_per_block or 1, 1)
-  if gpu.get('shared_memory_per_core') and kernel.shared_memory_bytes:
-    per_sm = min(per_sm, gpu['shared_memory_per_core'] // kernel.shared_memory_bytes)
-  return max(per_sm, 1)
+def _at_rows(ref: dict, kind: str, rows: int, call_floor_s: float) -> float:
+  """A reference curve's time of `kind` at `rows`, less the call floor.
+
+  Between swept N the time is interpolated, beyond them extrapolated along the
+  last two points; where the reference ran another kind at that N (the GEMV
+  at N=1), its nearest N of this kind is used.
+  """
+  points = [(n, t) for n, t, k in zip(ref['positions'], ref['t_median_s'],
+                                      ref['kinds']) if k == kind]
+  xs = [n for n, _ in points]
+  ys = [max(t - call_floor_s, 0.0) for _, t in points]
+  if rows <= xs[0] or len(xs) == 1:
+    return ys[0]
+  if rows >= xs[-1]:
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return max(ys[-1] + slope * (rows - xs[-1]), 0.0)
+  return float(np.interp(rows, xs, ys))
 
 
-def waves(kernel, spec) -> int | None:
-  """Waves of a GPU kernel's grid on the SMs of `spec` (None without a grid)."""
-  if not kernel.grid_blocks or spec is None or not spec.sm_count:
-    return None
-  return math.ceil(kernel.grid_blocks / (spec.sm_count * blocks_per_sm(kernel, spec)))
+def fixed_part(refs: list, kind: str, rows: int, call_floor_s: float = 0.0
+               ) -> float:
+  """The part of a reference GEMM's time at `rows` that does not grow with its
+  size K*F (dispatch, packing setup, threading), from the probe's own shapes.
 
-
-def price_gpu(kernel, balance, spec) -> KernelTime:
-  """A GEMM kernel on a GPU spec: roofline, with the tile grid and waves for
-  Triton GEMMs (padding to tiles, weight panels re-read from HBM per
-  position-tile only when a panel does not fit in L2, waves on the SMs)."""
-  moved = kernel_bytes(kernel)
-  rows, features, contraction, batch, splits = _dot_sizes(kernel)
-  flops = 2.0 * rows * features * contraction * batch * splits
-  if kernel.kind != 'triton_gemm' or not kernel.tile_positions:
-    t_mem, t_comp = moved / balance.bandwidth, flops / balance.peak_flops
-    return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
-                      t_mem, t_comp, max(t_mem, t_comp))
-  tile_m, tile_n = kernel.tile_positions, kernel.tile_features or features
-  m_tiles = -(-rows // tile_m)
-  n_tiles = -(-features // tile_n)
-  blocks = kernel.grid_blocks or m_tiles * n_tiles * splits * batch
-  sms = balance.sm_count or 1
-  per_sm = (blocks_per_sm(kernel, spec)
-            if kernel.threads_per_block and spec is not None and spec.gpu else 1)
-  waves = -(-blocks // (sms * per_sm))
-  # Each SM works through its share of blocks at its share of the peak
-  # (co-resident blocks share it): time is quantized by ceil(blocks / SMs).
-  block_flops = 2.0 * tile_m * tile_n * contraction  # contraction per split
-  t_comp = -(-blocks // sms) * block_flops / (balance.peak_flops / sms)
-  # Each extra position-tile re-reads the weight panel of its feature tile
-  # (contraction x tile_n): from L2 when the panel fits there (no HBM bytes;
-  # L2 bandwidth is not in the spec table), else from HBM again.
-  weights = _weight_bytes(kernel)
-  panel = weights / max(n_tiles * batch * splits, 1)
-  if balance.l2_bytes and panel > balance.l2_bytes:
-    moved += weights * (m_tiles - 1)
-  t_mem = moved / balance.bandwidth
-  padded = 2.0 * m_tiles * tile_m * n_tiles * tile_n * contraction * batch * splits
-  return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, padded,
-                    t_mem, t_comp, max(t_mem, t_comp), m_tiles, waves,
-                    (tile_m, tile_n, splits))
+  The line t = fixed + slope * K*F through the two smallest reference sizes of
+  the kind at this N (the smallest shapes run from the caches, where time per
+  weight is the same, so their difference is the size-proportional part):
+  its intercept, kept within [0, the smallest reference's time]. 0 with fewer
+  than two sizes.
+  """
+  sizes = {}
+  for ref in refs:
+    size = ref['contraction'] * ref['features']
+    sizes.setdefault(size, []).append(_at_rows(ref, kind, rows, call_floor_s))
+  if len(sizes) < 2:
+    return 0.0
+  (s0, t0), (s1, t1) = sorted((s, float(np.median(t))) for s, t in sizes.items())[:2]
+  slope = (t1 - t0) / (s1 - s0)
+  return min(max(t0 - slope * s0, 0.0), t0)
 
 
 def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
                    contraction: int, features: int,
-                   call_floor_s: float = 0.0) -> float | None:
+                   call_floor_s: float = 0.0, batch: int = 1) -> float | None:
   """Time of one [rows, K] x [K, F] GEMM of a CPU kernel kind, from the probe.
 
   The probe timed plain GEMMs of this kind on fixed reference shapes at every
-  N; at a given N both the bytes and the FLOPs of a GEMM scale with K*F, so the
-  reference closest in shape (K and F on a log scale: square or thin, in cache
-  or streaming from memory) at the same N, less the call floor, scales by K*F
-  to this kernel.
-  Between swept N the time is interpolated, beyond them extrapolated along the
-  last two points; where the reference ran another kind at that N (the GEMV
-  at N=1), its nearest N of this kind is used. None if the probe never ran
-  this kind.
+  N. At a given N the reference closest in shape (K and F on a log scale:
+  square or thin, in cache or streaming from memory), less the call floor, is
+  split into a fixed part (fixed_part, fit on the probe's shapes at that N)
+  and the rest, which scales with K*F to this kernel: a small GEMM keeps its
+  dispatch cost, a large one is priced by its size. A batched kernel (`batch`
+  GEMMs in one call: heads, split-K) pays the fixed part once and the rest
+  `batch` times. None if the probe never ran this kind.
   """
   refs = [r for r in (probe or {}).get('references', []) if kind in r['kinds']]
   refs = [r for r in refs if r['dtype'] == dtype] or refs
@@ -248,32 +231,24 @@ def reference_time(probe: dict | None, kind: str, dtype: str, rows: int,
   ref = min(refs, key=lambda r: math.hypot(
       math.log(r['contraction'] / max(contraction, 1)),
       math.log(r['features'] / max(features, 1))))
-  points = [(n, t) for n, t, k in zip(ref['positions'], ref['t_median_s'],
-                                      ref['kinds']) if k == kind]
-  xs = [n for n, _ in points]
-  ys = [max(t - call_floor_s, 0.0) for _, t in points]
-  if rows <= xs[0] or len(xs) == 1:
-    t = ys[0]
-  elif rows >= xs[-1]:
-    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    t = ys[-1] + slope * (rows - xs[-1])
-  else:
-    t = float(np.interp(rows, xs, ys))
-  return t * contraction * features / (ref['contraction'] * ref['features'])
+  t = _at_rows(ref, kind, rows, call_floor_s)
+  fixed = min(fixed_part(refs, kind, rows, call_floor_s), t)
+  return fixed + (t - fixed) * batch * contraction * features / (
+      ref['contraction'] * ref['features'])
 
 
 def price_cpu(kernel, balance, probe: dict | None) -> KernelTime:
-  """A GEMM kernel on XLA:CPU: `groups` GEMMs of its kind, each timed from the
-  granularity probe's reference curve of that kind at this kernel's rows
-  (reference_time). Without a probe of the kind: roofline on the balance."""
+  """A GEMM kernel on XLA:CPU: its batch of GEMMs of one kind in one call, timed
+  from the granularity probe's reference curve of that kind at this kernel's
+  rows (reference_time). Without a probe of the kind: roofline on the balance."""
   moved = kernel_bytes(kernel)
   rows, features, contraction, batch, splits = _dot_sizes(kernel)
   flops = 2.0 * rows * features * contraction * batch * splits
   dtype = _HLO_DTYPE.get(kernel.dot_rhs.dtype if kernel.dot_rhs else 'f32', 'float32')
   t_mem, t_comp = moved / balance.bandwidth, flops / balance.peak_flops
   t_ref = reference_time(probe, kernel.kind, dtype, rows, contraction, features,
-                         balance.call_floor_s)
-  t = max(t_mem, t_comp) if t_ref is None else t_ref * batch * splits
+                         balance.call_floor_s, batch * splits)
+  t = max(t_mem, t_comp) if t_ref is None else t_ref
   return KernelTime(kernel.name, kernel.source_op, kernel.kind, moved, flops,
                     t_mem, t_comp, t)
 
@@ -306,15 +281,22 @@ def fresh_buffer_time(memory: dict | None, balance) -> float:
 
 def price_module(kernels, positions: int, balance, *, target,
                  probe: dict | None = None,
-                 memory: dict | None = None) -> CurvePoint:
+                 memory: dict | None = None, autotune=None) -> CurvePoint:
   """T_pred of one compiled forward on `target` (targets.Target): its kernels
-  plus the fixed costs."""
+  plus the fixed costs. GPU targets are priced by pricing_gpu (autotune: its
+  re-tiling function for the model-autotune tiling source, else None), TPU
+  targets by pricing_tpu."""
+  if target.platform == 'tpu':
+    from nfp_jax import pricing_tpu  # pylint: disable=g-import-not-at-top
+    return pricing_tpu.price_module(kernels, positions, balance, target=target)
+  if target.platform == 'gpu':
+    from nfp_jax import pricing_gpu  # pylint: disable=g-import-not-at-top
+    return pricing_gpu.price_module(kernels, positions, target.spec,
+                                    autotune=autotune)
   def price(kernel):
     if kernel.kind not in GEMM_KINDS or kernel.dot_dimension_numbers is None:
       return price_streamed(kernel, balance)
-    if target.platform == 'cpu':
-      return price_cpu(kernel, balance, probe)
-    return price_gpu(kernel, balance, target.spec)
+    return price_cpu(kernel, balance, probe)
   priced = tuple(price(k) for k in kernels)
   floor = balance.call_floor_s + len(priced) * balance.kernel_overhead_s
   alloc = fresh_buffer_time(memory, balance)

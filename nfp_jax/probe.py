@@ -4,7 +4,8 @@ On XLA:CPU the tiles live inside YNNPACK/Eigen and the HLO only tells which
 kernel runs (a GEMV emitted as LLVM IR at N=1, a YNNPACK fusion for N>=2, a
 plain dot when YNNPACK is off). What those kernels cost as N grows comes from
 this probe: `[N, K] x [K, F]` for every N from 1 to 64 and more coarsely to
-256, on a small fixed set of reference shapes that are never the shapes of a
+256, on a fixed set of reference shapes (a log-spaced grid of K and F plus the
+thin attention shapes, REFERENCE_SHAPES) that are never the shapes of a
 block being predicted (a prediction must not be a re-measurement of its own
 answer). Per N it records the kernel kind (read from the compiled HLO) and
 T(N) (interleaved rounds, medians, bootstrap CIs), and derives:
@@ -19,10 +20,10 @@ own provenance, for the predictor to price each CPU kernel of a block.
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
-import pathlib
-import tempfile
+import os
 
 import jax
 import jax.numpy as jnp
@@ -30,19 +31,25 @@ import numpy as np
 
 from nfp_jax import costs
 from nfp_jax import hardware
-from nfp_jax import hlo
 from nfp_jax import measure
 from nfp_jax import results
 
-# (contraction K, features F): a square one that streams from memory (64 MiB of
-# float32 weights, beyond the caches), a square one that stays in cache (4 MiB),
-# and the two thin shapes of attention over a KV cache (scores: K = head_dim,
-# F = cache length; values: K = cache length, F = head_dim; 16 MiB each).
-REFERENCE_SHAPES = ((4096, 4096), (1024, 1024), (128, 32768), (32768, 128))
+# The reference shapes (contraction K, features F) follow a rule fixed in
+# advance, never chosen to match a block that is validated:
+#   - every K x F of a log-spaced grid, K and F in {256, 1024, 4096} (a factor 4
+#     apart, float32 weights from 256 KiB, in the caches, to 64 MiB, streaming
+#     from memory; square, wide and tall), and
+#   - the two thin shapes of attention over a KV cache (scores: K = head_dim
+#     128, F = cache length 32768; values: K = 32768, F = 128; 16 MiB each).
+# The two smallest sizes also give each kind's fixed, size-independent part
+# (principle.fixed_part).
+GRID_SIDES = (256, 1024, 4096)
+THIN_SHAPES = ((128, 32768), (32768, 128))
+REFERENCE_SHAPES = tuple((k, f) for k in GRID_SIDES for f in GRID_SIDES) + THIN_SHAPES
 FINE_POSITIONS = tuple(range(1, 65))
 COARSE_POSITIONS = (80, 96, 128, 192, 256)
 DEFAULT_POSITIONS = FINE_POSITIONS + COARSE_POSITIONS
-PROBE_VERSION = 3
+PROBE_VERSION = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +65,9 @@ class ReferenceCurve:
   llvm_functions: tuple  # XLA:CPU GEMV function per N (None if not a GEMV)
 
 
-def _kind(text: str, positions: int, gemv_function_names: dict) -> tuple:
+def _kind(kernels: list) -> tuple:
   """(kind, GEMV function) of the GEMM kernel of a compiled probe."""
-  for kernel in hlo.read_kernels(text, positions,
-                                 gemv_function_names=gemv_function_names):
+  for kernel in kernels:
     if kernel.kind != 'other':
       return kernel.kind, kernel.llvm_function
   return 'other', None
@@ -76,26 +82,21 @@ def sweep_reference(dtype: str, contraction: int, features: int,
   weights = jax.device_put(jnp.asarray(
       rng.standard_normal((contraction, features)), dtype), device)
   calls, kinds, functions = {}, [], []
-  with tempfile.TemporaryDirectory(prefix='nfp_jax_probe_') as tmp:
-    for n in positions:
-      x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
-                         device)
-      folder = pathlib.Path(tmp) / f'n{n}'
-      forward = measure.compile_forward(
-          lambda a, w: a @ w, (x, weights),
-          {'xla_dump_to': str(folder), 'xla_dump_hlo_as_text': True})
-      dumped = hlo.dump_files(folder)
-      kind, function = _kind(forward.executable.as_text(), n,
-                             dumped[-1][2] if dumped else {})
-      kinds.append(kind)
-      functions.append(function)
-      calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
-          forward.executable, x)
+  for n in positions:
+    x = jax.device_put(jnp.asarray(rng.standard_normal((n, contraction)), dtype),
+                       device)
+    forward = measure.compile_forward(lambda a, w: a @ w, (x, weights),
+                                      read=True, positions=n)
+    kind, function = _kind(forward.hlo.kernels())
+    kinds.append(kind)
+    functions.append(function)
+    calls[n] = (lambda e, a: lambda: jax.block_until_ready(e(a, weights)))(
+        forward.executable, x)
   samples = measure.time_interleaved(calls, rounds, warmup=warmup, seed=seed)
   medians, intervals = [], []
   for n in positions:
-    # The CI of a median: the paired-ratio bootstrap against a constant 1.
-    median, low, high = measure.ratio_ci(samples[n], np.ones(rounds))
+    # The CI of a median: its order-statistic interval.
+    median, low, high = measure.median_ci(samples[n])
     medians.append(median)
     intervals.append((low, high))
   return ReferenceCurve(dtype, contraction, features, tuple(positions),
@@ -219,33 +220,119 @@ def summarize(references: list) -> dict:
   return out
 
 
-def run(dtypes=('float32',), shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
-        rounds: int = 7, device=None, progress=lambda _: None) -> dict:
-  """Runs the probe on the local device and returns its JSON-ready result."""
+def quality(curve: ReferenceCurve, max_rel_ci: float = 0.25,
+            max_dip: float = 0.15) -> str | None:
+  """Why a reference curve should not be cached as it is, or None: a median
+  whose CI is wider than max_rel_ci of it, or a larger N whose whole CI lies
+  more than max_dip below a smaller N's CI while the same kernel kind runs
+  both (a curve that falls with N: a point caught interference)."""
+  for n, t, (lo, hi) in zip(curve.positions, curve.t_median_s, curve.t_ci_s):
+    if (hi - lo) > max_rel_ci * t:
+      return f'wide CI at N={n}: [{lo * 1e6:.0f}, {hi * 1e6:.0f}] us around {t * 1e6:.0f} us'
+  for i, (n, (lo, _)) in enumerate(zip(curve.positions, curve.t_ci_s)):
+    for m, (_, hi), kind in zip(curve.positions[i + 1:], curve.t_ci_s[i + 1:],
+                                curve.kinds[i + 1:]):
+      if kind == curve.kinds[i] and hi < lo * (1 - max_dip):
+        return (f'T({m}) <= {hi * 1e6:.0f} us is below T({n}) >= {lo * 1e6:.0f} us '
+                f'with the same kernel kind {kind}')
+  return None
+
+
+def measure_references(dtypes=('float32',), shapes=REFERENCE_SHAPES,
+                       positions=DEFAULT_POSITIONS, rounds: int = 7, device=None,
+                       progress=lambda _: None) -> dict:
+  """Measures every reference curve of the probe on the local device; returns
+  the probe's JSON-ready result. A curve that fails `quality` is measured once
+  more with twice the rounds; if it still fails it is kept `flagged` with why."""
   device = device or jax.devices()[0]
   references = []
   for dtype in dtypes:
     for contraction, features in shapes:
       progress(f'{dtype} [N, {contraction}] x [{contraction}, {features}], '
                f'{len(positions)} values of N, {rounds} rounds')
-      references.append(derive(sweep_reference(
-          dtype, contraction, features, positions, rounds, device=device)))
+      curve = sweep_reference(dtype, contraction, features, positions, rounds,
+                              device=device)
+      reason = quality(curve)
+      if reason:
+        progress(f'  {reason}; measuring it again with {2 * rounds} rounds')
+        curve = sweep_reference(dtype, contraction, features, positions,
+                                2 * rounds, seed=1, device=device)
+        reason = quality(curve)
+      references.append(dict(derive(curve), flagged=reason))
   return dict(
       version=PROBE_VERSION, machine_key=hardware.machine_key(device),
       backend=device.platform, device_kind=device.device_kind,
       measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
       jax=jax.__version__, rounds=rounds,
+      conditions=dict(load1=os.getloadavg()[0], cpu=hardware.cpu_description()),
+      flagged=[[r['contraction'], r['features'], r['flagged']]
+               for r in references if r['flagged']],
       references=references, kinds=summarize(references))
+
+
+def spot_points(probe: dict) -> list:
+  """(reference, N) of the spot check: the smallest shape at N=1 and the
+  largest at N=1 and N=2 (a memory-bound GEMV, a switch point)."""
+  refs = sorted(probe['references'], key=lambda r: r['contraction'] * r['features'])
+  return [(refs[0], 1), (refs[-1], 1), (refs[-1], 2)]
+
+
+def time_gemm(dtype: str, contraction: int, features: int, positions: int,
+              repeats: int = 7, device=None) -> list:
+  """Seconds of `repeats` calls of the reference GEMM at one N."""
+  device = device or jax.devices()[0]
+  rng = np.random.default_rng(0)
+  w = jax.device_put(jnp.asarray(rng.standard_normal((contraction, features)),
+                                 dtype), device)
+  x = jax.device_put(jnp.asarray(rng.standard_normal((positions, contraction)),
+                                 dtype), device)
+  forward = measure.compile_forward(lambda a, b: a @ b, (x, w))
+  calls = {0: lambda: jax.block_until_ready(forward.executable(x, w))}
+  return measure.time_interleaved(calls, repeats, warmup=2)[0].tolist()
+
+
+def spot_check(probe: dict, timer=time_gemm) -> dict:
+  """Re-times the spot points (a second or two) and says which moved: a new
+  CI (median_ci of the repeats) disjoint from the cached one."""
+  points = []
+  for ref, n in spot_points(probe):
+    i = ref['positions'].index(n)
+    cached_lo, cached_hi = ref['t_ci_s'][i]
+    now = measure.median_ci(timer(ref['dtype'], ref['contraction'],
+                                  ref['features'], n))
+    points.append(dict(shape=[ref['contraction'], ref['features']], positions=n,
+                       cached_ci_s=[cached_lo, cached_hi], now_s=list(now),
+                       moved=bool(now[2] < cached_lo or now[1] > cached_hi)))
+  return dict(checked_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              points=points, moved=any(p['moved'] for p in points))
 
 
 def local_probe(cache_file: str | None = None, dtypes=('float32',),
                 shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
                 rounds: int = 7, refresh: bool = False, device=None,
-                progress=lambda _: None) -> dict:
-  """The probe of this machine, from the cache when it holds this very probe."""
+                progress=lambda _: None, timer=None) -> dict:
+  """The probe of this machine, from the cache when it holds this very probe
+  and its spot check (spot_check) passes; else measured again, with one line
+  saying why. The result carries `spot_check`: what was checked, when."""
   device = device or jax.devices()[0]
   key = json.dumps(dict(machine=hardware.machine_key(device), dtypes=list(dtypes),
                         shapes=[list(s) for s in shapes], positions=list(positions),
                         version=PROBE_VERSION), sort_keys=True)
-  return results.cached(cache_file, key, lambda: run(
-      dtypes, shapes, positions, rounds, device, progress), refresh)
+  checks = []
+
+  def verify(cached):
+    check = spot_check(cached, timer or functools.partial(time_gemm, device=device))
+    checks.append(check)
+    if check['moved']:
+      moved = [p for p in check['points'] if p['moved']]
+      progress('probe: cached points moved beyond their CIs ('
+               + ', '.join(f"{p['shape'][0]}x{p['shape'][1]} N={p['positions']}: "
+                           f"{p['now_s'][0] * 1e6:.0f} us vs [{p['cached_ci_s'][0] * 1e6:.0f}, "
+                           f"{p['cached_ci_s'][1] * 1e6:.0f}]" for p in moved)
+               + '); measuring the probe again')
+    return not check['moved']
+
+  probe = results.cached(cache_file, key, lambda: measure_references(
+      dtypes, shapes, positions, rounds, device, progress), refresh, verify)
+  return dict(probe, spot_check=checks[-1] if checks and not checks[-1]['moved']
+              else None)

@@ -73,9 +73,12 @@ def write_json(path, obj) -> None:
   os.replace(tmp, path)
 
 
-def cached(cache_file, key: str, compute, refresh: bool = False) -> dict:
+def cached(cache_file, key: str, compute, refresh: bool = False,
+           verify=None) -> dict:
   """compute() once per key: a JSON cache file of {key: result}, written
-  atomically (None: no cache). A file that is not JSON is measured over."""
+  atomically (None: no cache). A file that is not JSON is measured over.
+  `verify(result) -> bool`, where given, spot-checks a cached result before it
+  is used; a result that fails is computed and cached again."""
   path = pathlib.Path(cache_file) if cache_file else None
   cache = {}
   if path and path.exists():
@@ -83,7 +86,7 @@ def cached(cache_file, key: str, compute, refresh: bool = False) -> dict:
       cache = json.loads(path.read_text())
     except ValueError:
       cache = {}
-  if key in cache and not refresh:
+  if key in cache and not refresh and (verify is None or verify(cache[key])):
     return cache[key]
   result = to_jsonable(compute())
   if path:

@@ -7,7 +7,7 @@ tau (boundary.py), the idle-compute baseline and the N=1 roofline efficiency
 """
 
 import dataclasses
-import os
+import math
 import time
 from typing import Callable, Sequence
 
@@ -19,6 +19,7 @@ from nfp_jax import boundary
 from nfp_jax import conditions
 from nfp_jax import costs
 from nfp_jax import errors
+from nfp_jax import hardware
 from nfp_jax import measure
 from nfp_jax import principle
 
@@ -27,6 +28,9 @@ from nfp_jax import principle
 class SweepResult:
   points: list  # one dict per swept N ("kind": "point")
   summary: dict  # "kind": "summary"
+  # N -> hlo.CompiledHlo of the executable that was timed (its kernels), for
+  # the prediction: a sweep compiles each N once.
+  compiled: dict = dataclasses.field(default_factory=dict)
 
 
 def error_text(error: BaseException) -> str:
@@ -72,11 +76,36 @@ def each_position(positions: Sequence[int], prepare_one, progress) -> tuple:
   return done, failed
 
 
-def run(cfg, positions: Sequence[int], *, rounds, balance, warmup: int = 2,
-        taus: Sequence[float] = boundary.TAUS, compiler_options: dict | None = None,
-        device=None, progress: Callable[[str], None] = lambda _: None
-        ) -> SweepResult:
-  """Measures T(N) for every N in `positions` (which starts at 1).
+def point_records(head: dict, positions: Sequence[int], fields: dict,
+                  failed: dict, per_n: dict) -> list:
+  """The `point` records of one curve (sweep and compare alike): per swept N
+  its samples (None for rounds that did not time it), median, R with CI and
+  verdict per tau, plus `per_n[N]` (compile times, kernels, ...); a failed N
+  gets its error."""
+  ok = fields['positions']
+  points = []
+  for n in positions:
+    point = dict(kind='point', **head, positions=n)
+    if n in failed:
+      points.append(dict(point, status='failed', error=failed[n]))
+      continue
+    j = ok.index(n)
+    points.append(dict(
+        point, status='ok',
+        samples_s=[None if not math.isfinite(t) else t for t in fields['samples_s'][j]],
+        t_median_s=fields['t_median_s'][j], ratio=fields['ratio'][j],
+        ratio_ci=fields['ratio_ci'][j],
+        verdict={k: v[j] for k, v in fields['verdicts'].items()}, **per_n[n]))
+  return points
+
+
+def measure_block(cfg, positions: Sequence[int], *, balance,
+                  plan: measure.RoundPlan = measure.RoundPlan(), warmup: int = 2,
+                  taus: Sequence[float] = boundary.TAUS,
+                  compiler_options: dict | None = None, device=None,
+                  progress: Callable[[str], None] = lambda _: None) -> SweepResult:
+  """Builds the block, compiles each N once and times T(N) for every N in
+  `positions` (which starts at 1) with time_curve.
 
   A compile or run failure at one N (out of memory, say) becomes a failed point
   with its error; the others go on. A failure at N=1 raises, since every ratio
@@ -89,7 +118,8 @@ def run(cfg, positions: Sequence[int], *, rounds, balance, warmup: int = 2,
   state = jax.device_put(state, device)
   def compile_one(n):
     args = jax.device_put((state,) + blocks.inputs(cfg, n, max(positions)), device)
-    forward = measure.compile_forward(fn, args, compiler_options)
+    forward = measure.compile_forward(fn, args, compiler_options, read=True,
+                                      positions=n)
     jax.block_until_ready(forward.executable(*args))
     progress(f'N={n}: compiled in {forward.compile_s:.2f} s '
              f'(lower {forward.lower_s:.2f} s)')
@@ -97,139 +127,127 @@ def run(cfg, positions: Sequence[int], *, rounds, balance, warmup: int = 2,
 
   compiled, failed = each_position(positions, compile_one, progress)
   setup_s = time.perf_counter() - start
-
-  curve_fields = curve(
+  fields = time_curve(
       cfg, {n: (lambda exe, a: lambda: jax.block_until_ready(exe(*a)))(
           fwd.executable, args) for n, (fwd, args) in compiled.items()},
-      balance=balance, rounds=rounds, warmup=warmup, taus=taus,
-      progress=progress, device=device)
-  ok = curve_fields['positions']
-  samples = dict(zip(ok, curve_fields.pop('samples_s')))
-  points = []
-  for n in positions:
-    point = dict(kind='point', config_id=config_id, positions=n)
-    if n in failed:
-      points.append(dict(point, status='failed', error=failed[n]))
-      continue
-    fwd, _ = compiled[n]
-    j = ok.index(n)
-    points.append(dict(
-        point, status='ok', samples_s=samples[n],
-        t_median_s=curve_fields['t_median_s'][j],
-        ratio=curve_fields['ratio'][j], ratio_ci=curve_fields['ratio_ci'][j],
-        rounds_used=curve_fields['rounds_per_position'][j],
-        verdict={k: v[j] for k, v in curve_fields['verdicts'].items()},
-        lower_s=fwd.lower_s, compile_s=fwd.compile_s, cost_analysis=fwd.cost,
-        memory_analysis=fwd.memory, flops_analytic=costs.total_flops(cfg, n),
-        bytes_analytic=costs.total_bytes(cfg, n)))
+      balance=balance, plan=plan, warmup=warmup, taus=taus, device=device,
+      progress=progress)
+  points = point_records(
+      dict(config_id=config_id), positions, fields, failed,
+      {n: dict(lower_s=fwd.lower_s, compile_s=fwd.compile_s,
+               cost_analysis=fwd.cost, memory_analysis=fwd.memory,
+               flops_analytic=costs.total_flops(cfg, n),
+               bytes_analytic=costs.total_bytes(cfg, n))
+       for n, (fwd, _) in compiled.items()})
+  fields.pop('samples_s')
   summary = dict(
       kind='summary', config_id=config_id, module=cfg.module, preset=cfg.preset,
-      config=cfg.to_dict(), failed_positions=sorted(failed), **curve_fields,
+      config=cfg.to_dict(), failed_positions=sorted(failed), **fields,
       hardware=balance.to_dict(), setup_s=setup_s,
       wall_s=time.perf_counter() - start)
-  return SweepResult(points, summary)
+  return SweepResult(points, summary,
+                     {n: fwd.hlo for n, (fwd, _) in compiled.items()})
 
 
-def curve(cfg, calls: dict, *, balance, rounds, warmup: int = 2,
-          taus: Sequence[float] = boundary.TAUS,
-          progress: Callable[[str], None] = lambda _: None,
-          clock: Callable[[], float] = time.perf_counter,
-          bandwidth_sentinel=None, device=None) -> dict:
+def _decisions(positions, samples, taus, regime, n_boot=1000) -> dict:
+  """tau_key -> boundary.Decision; with a bandwidth regime change, decided
+  only if each regime's rounds decide the same NFP."""
+  out = {}
+  for tau in taus:
+    d = boundary.decide(positions, samples, tau, n_boot=n_boot)
+    if regime and d.status == 'decided':
+      split = regime['round']
+      parts = [boundary.decide(positions, {n: v[a:b] for n, v in samples.items()},
+                               tau, n_boot=200)
+               for a, b in ((0, split), (split, None))]
+      if not all(p.status == 'decided' and p.nfp == d.nfp for p in parts):
+        d = dataclasses.replace(
+            d, status='unresolved', ambiguous=tuple(positions[1:]),
+            reason=(f"the memory bandwidth changed regime at round {split} "
+                    f"({regime['before_gbs']:.1f} -> {regime['after_gbs']:.1f} GB/s, "
+                    f"Pettitt p={regime['p']:.2g}) and the boundary does not hold "
+                    f"in both: NFP {parts[0].nfp} ({parts[0].status}) before, "
+                    f"{parts[1].nfp} ({parts[1].status}) after"))
+    out[boundary.tau_key(tau)] = d
+  return out
+
+
+def time_curve(cfg, calls: dict, *, balance,
+               plan: measure.RoundPlan = measure.RoundPlan(), warmup: int = 2,
+               taus: Sequence[float] = boundary.TAUS, device=None,
+               sentinel: bool = True,
+               progress: Callable[[str], None] = lambda _: None) -> dict:
   """Times one ready-made forward per N and reduces the samples to a curve.
 
-  The framework-independent part of a sweep: interleaved randomized rounds
-  (measure.time_interleaved, every sample kept), R(N) with paired-bootstrap
-  CIs, NFP per tau (boundary.find), the idle-compute baseline and the N=1
-  roofline efficiency. `run` makes the calls from JAX executables; the
-  cross-framework comparison (nfp_jax.compare) makes them from PyTorch twins
-  too, so every framework's curve comes from the same harness and statistics.
+  The framework-independent part of a sweep (compare uses it for PyTorch
+  too): interleaved randomized rounds (measure.time_rounds) with a bandwidth
+  sentinel in each, more rounds on the N whose boundary is still undecided
+  (`plan`); R(N) as the median of paired per-round ratios with its
+  order-statistic CI; per tau the NFP, its bootstrap interval and whether it is
+  decided (boundary.decide); the conditions of the run (conditions.py); the
+  idle-compute baseline and the N=1 roofline efficiency.
 
-  Args:
-    cfg: the BlockConfig the calls run (for N_idle and the roofline).
-    calls: N -> a no-argument callable that runs one forward and returns once
-      its output is ready; keys increasing, the first (N=1) is the base of
-      every ratio.
-    balance: the hardware balance (hardware.local_balance) of the device.
-    rounds: a measure.RoundPlan (adaptive: extra rounds for the N that keep
-      a tau unresolved) or an int (that many rounds, fixed); warmup as in
-      measure.time_rounds; cfg.seed orders the rounds.
-    taus: the tolerances of NFP and N_idle.
-    progress: receives a line every fifth round.
-    clock: the timer of the calls and of the time budget (a fake in tests).
-    bandwidth_sentinel: (call, bytes) timed in every round beside the N
-      (default conditions.bandwidth_sentinel(): a streaming read > LLC on
-      `device`).
-
-  Returns:
-    The curve fields of a sweep summary, named as `run` names them:
-    positions, samples_s (per N), t_median_s, ratio, ratio_ci, nfp,
-    nfp_bracket, nfp_range, verdicts, nfp_interval, nfp_status,
-    unresolved_reason, ambiguous_positions (maps tau_key -> value),
-    rounds_per_position, round_plan, conditions, n_idle, n_idle_overprediction,
-    t1_roofline_fraction, bytes_one, flops_one, rounds, warmup, timed_s.
+  Returns the curve fields of a sweep summary: positions, samples_s (per N),
+  t_median_s, ratio, ratio_ci, nfp, nfp_interval, nfp_status,
+  unresolved_reason, nfp_bracket, nfp_range, verdicts, rounds_per_n, rounds,
+  stopped, conditions, n_idle, n_idle_overprediction, t1_roofline_fraction,
+  bytes_one, flops_one, warmup, allocator, timed_s.
   """
+  plan = plan.checked()
   positions = list(calls)
-  plan = (rounds if isinstance(rounds, measure.RoundPlan)
-          else measure.RoundPlan.fixed(rounds)).check()
-  monitor = conditions.Monitor()
-  sentinel, sentinel_bytes = (bandwidth_sentinel if bandwidth_sentinel is not None
-                              else conditions.bandwidth_sentinel(device=device))
-  timed = dict(calls, bandwidth=sentinel)
+  cpu = hardware.cpu_description()
+  before = conditions.snapshot()
+  probe_call, probe_bytes = (hardware.bandwidth_sentinel(device) if sentinel
+                             else (None, 0))
 
-  def ambiguous(so_far):
-    wanted = boundary.ambiguous_positions(positions, so_far, taus)
-    return wanted + ['bandwidth'] if wanted else []
+  def undecided(samples):
+    return set().union(*(d.ambiguous for d in _decisions(
+        positions, samples, taus, None, n_boot=200).values()))
 
-  def on_round(r):
-    monitor.round_done()
-    if (r + 1) % 5 == 0:
-      progress(f'timed round {r + 1} (at most {plan.max_rounds})')
+  def on_round(r, active):
+    if r + 1 == plan.min_rounds or (r + 1) % 25 == 0:
+      progress(f'timed round {r + 1} ({active} N this round)')
 
-  samples = measure.time_rounds(timed, plan, ambiguous=ambiguous, warmup=warmup,
-                                seed=cfg.seed, on_round=on_round, clock=clock)
-  sentinel_s = samples.pop('bandwidth')
-  bandwidth = conditions.bandwidth_summary(sentinel_bytes / sentinel_s / 1e9)
+  timed = measure.time_rounds(
+      calls, min_rounds=plan.min_rounds, max_rounds=plan.max_rounds,
+      time_budget_s=plan.time_budget_s, warmup=warmup, seed=cfg.seed,
+      undecided=undecided if plan.max_rounds > plan.min_rounds else None,
+      sentinel=probe_call, on_round=on_round)
+  samples = timed.samples
+  bandwidth = probe_bytes / timed.sentinel_s if probe_call else None
+  cond = conditions.summarize(timed.conditions, before, conditions.snapshot(),
+                              cpu, bandwidth)
+  decisions = _decisions(positions, samples, taus, cond.get('regime_change'))
   stats = [measure.ratio_ci(samples[n], samples[positions[0]]) for n in positions]
   ratio, lo, hi = ([s[i] for s in stats] for i in range(3))
   bounds = {boundary.tau_key(t): boundary.find(positions, ratio, lo, hi, t)
             for t in taus}
-  decided = boundary.from_rounds(positions, samples, taus, seed=cfg.seed,
-                                 regime_split=bandwidth['regime_change_round'])
   t_median = [float(np.nanmedian(samples[n])) for n in positions]
-  nfp = {k: b.nfp for k, b in bounds.items()}
+  nfp = {k: d.nfp for k, d in decisions.items()}
   n_idle = principle.idle_compute(cfg, balance, taus)
   return dict(
-      positions=positions,
-      samples_s=[[None if np.isnan(t) else t for t in samples[n].tolist()]
-                 for n in positions],
+      positions=positions, samples_s=[samples[n].tolist() for n in positions],
       t_median_s=t_median, ratio=ratio,
       ratio_ci=[[a, b] for a, b in zip(lo, hi)], nfp=nfp,
-      nfp_bracket={k: list(b.bracket) for k, b in bounds.items()},
+      nfp_interval={k: list(d.interval) for k, d in decisions.items()},
+      nfp_status={k: d.status for k, d in decisions.items()},
+      unresolved_reason={k: d.reason for k, d in decisions.items()},
+      nfp_bracket={k: [nfp[k], _next(positions, nfp[k])] for k in nfp},
       nfp_range={k: [b.nfp_low, b.nfp_high] for k, b in bounds.items()},
       verdicts={k: list(b.verdicts) for k, b in bounds.items()},
-      **{field: {k: d[field] for k, d in decided.items()}
-         for field in ('nfp_interval', 'nfp_status', 'unresolved_reason',
-                       'ambiguous_positions')},
-      rounds_per_position=[int(np.isfinite(samples[n]).sum()) for n in positions],
-      round_plan={k: (None if v == float('inf') else v)
-                  for k, v in dataclasses.asdict(plan).items()},
-      conditions=dict(monitor.summary(xla_threads=xla_threads()), **bandwidth,
-                      sentinel_bytes=sentinel_bytes),
+      rounds_per_n={str(n): c for n, c in timed.rounds_per_key().items()},
+      rounds=len(timed.conditions), stopped=timed.stopped,
+      round_plan=dataclasses.asdict(plan), conditions=cond,
+      round_conditions=timed.conditions,
+      sentinel_gbs=(bandwidth / 1e9).tolist() if bandwidth is not None else None,
       n_idle=n_idle,
       n_idle_overprediction={k: n_idle[k] / nfp[k] for k in nfp},
       t1_roofline_fraction=principle.t1_roofline_fraction(cfg, balance,
                                                           t_median[0]),
       bytes_one=costs.total_bytes(cfg, 1), flops_one=costs.total_flops(cfg, 1),
-      rounds=len(samples[positions[0]]), warmup=warmup,
-      allocator=measure.pin_allocator(),
-      timed_s=float(sum(np.nansum(s) for s in samples.values())
-                    + np.nansum(sentinel_s)))
+      warmup=warmup, allocator=measure.pin_allocator(), timed_s=timed.timed_s)
 
 
-def xla_threads() -> int:
-  """The threads XLA:CPU's intra-op pool uses: one per CPU this process may
-  run on (XLA's default; XLA_FLAGS can lower it, recorded in provenance)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
+def _next(positions, n):
+  i = positions.index(n)
+  return positions[i + 1] if i + 1 < len(positions) else None

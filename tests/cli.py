@@ -27,3 +27,8 @@ def _has(module: str) -> bool:
 requires_gpu_aot = pytest.mark.skipif(
     not _has('jax_plugins.xla_cuda12'),
     reason="deviceless NVIDIA compiles need pip install -e '.[gpu-aot]'")
+
+# Tests that compile for TPU targets need the tpu-aot extra (libtpu).
+requires_tpu_aot = pytest.mark.skipif(
+    not _has('libtpu'),
+    reason="deviceless TPU compiles need pip install -e '.[tpu-aot]'")

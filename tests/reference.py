@@ -17,6 +17,10 @@ def softmax(x, axis=-1):
   return e / e.sum(axis=axis, keepdims=True)
 
 
+def linear(m, x):
+  return x @ arr(m.proj)
+
+
 def dense(m, x):
   return (silu(x @ arr(m.gate)) * (x @ arr(m.up))) @ arr(m.down)
 

@@ -29,6 +29,16 @@ def check(out, expected, dtype):
 
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 @pytest.mark.parametrize('positions', [1, 5])
+def test_linear(dtype, positions):
+  cfg = config.resolve('linear', 'tiny', dtype=dtype,
+                       overrides={'d_model': 48, 'd_ff': 80})
+  module, (x,), out = run_block(cfg, positions)
+  assert out.shape == (positions, 80)
+  check(out, reference.linear(module, x.astype(np.float64)), dtype)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('positions', [1, 5])
 def test_dense(dtype, positions):
   cfg = config.resolve('dense', 'tiny', dtype=dtype)
   module, (x,), out = run_block(cfg, positions)

@@ -136,6 +136,15 @@ def test_library_grid_takes_plain_lists():
   assert config.grid(['dense'], dtypes=['auto'], platform='gpu')[0].dtype == 'bfloat16'
 
 
+def test_linear_needs_both_widths_without_a_preset():
+  with pytest.raises(config.ConfigError, match='--d_ff'):
+    config.grid(['linear'], overrides={'d_model': 256})
+  (cfg,) = config.grid(['linear'], overrides={'d_model': 256, 'd_ff': 512})
+  assert (cfg.d_model, cfg.d_ff, cfg.scale) == (256, 512, 1.0)
+  (named,) = config.grid(['linear'], models=['llama3-8b'])
+  assert (named.d_model, named.d_ff) == (4096, 14336)
+
+
 def test_library_shard_is_round_robin():
   items = list(range(7))
   shards = [config.shard(items, i, 3) for i in range(3)]

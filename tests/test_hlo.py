@@ -13,7 +13,7 @@ import pytest
 
 from nfp_jax import hardware
 from nfp_jax import hlo
-from nfp_jax import principle
+from nfp_jax import pricing_gpu
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DATA = REPO / 'tests' / 'data' / 'hlo'
@@ -127,10 +127,10 @@ def test_thunk_sequence_gives_grids():
   assert down.grid_blocks == 256
   assert gate.threads_per_block == 32 * gate.num_warps
   h100 = hardware.SPECS['h100']
-  assert principle.waves(gate, h100) == 1
+  assert pricing_gpu.waves(gate, h100) == 1
   small = dataclasses.replace(h100, sm_count=100,
                               gpu=dict(h100.gpu, threads_per_core_limit=128))
-  assert principle.waves(gate, small) == 2
+  assert pricing_gpu.waves(gate, small) == 2
 
 
 def test_cublas_custom_call():

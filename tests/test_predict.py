@@ -8,13 +8,14 @@ import pathlib
 
 import pytest
 
+from nfp_jax import compile as compile_lib
 from nfp_jax import config
 from nfp_jax import hardware
 from nfp_jax import hlo
 from nfp_jax import predict
+from nfp_jax import pricing_gpu
 from nfp_jax import principle
 from nfp_jax import targets
-from nfp_jax import validation
 from tests import cli
 from tests.cli import requires_gpu_aot
 
@@ -38,15 +39,14 @@ def triton_gemm(name='h100_dense_n16_cost.txt', positions=16):
 
 def test_triton_gemm_is_priced_from_its_tile_grid():
   kernel = triton_gemm()
-  priced = principle.price_gpu(kernel, H100, H100_SPEC)
+  priced, launches = pricing_gpu.price_kernel(kernel, H100_SPEC)
   rows, features, contraction, batch, splits = principle._dot_sizes(kernel)  # pylint: disable=protected-access
-  assert rows == 16
+  assert rows == 16 and launches == 1
   exact = 2.0 * rows * features * contraction * batch * splits
   assert priced.flops >= exact
   assert priced.position_tiles == math.ceil(rows / kernel.tile_positions)
-  assert priced.t_s == max(priced.t_memory, priced.t_compute)
-  assert priced.t_memory == pytest.approx(priced.bytes / H100.bandwidth)
-  assert priced.tiling == (kernel.tile_positions, kernel.tile_features, splits)
+  assert priced.t_s >= max(priced.t_memory, priced.t_compute)
+  assert priced.tiling == ('triton', kernel.tile_positions, kernel.tile_features, splits)
 
 
 def test_padding_steps_at_the_tile_boundary():
@@ -58,21 +58,36 @@ def test_padding_steps_at_the_tile_boundary():
     dims[kernel.positions_dim] = rows
     k = dataclasses.replace(kernel, output_shape=dataclasses.replace(out, dims=tuple(dims)),
                             grid_blocks=None)
-    return principle.price_gpu(k, H100, H100_SPEC)
+    return pricing_gpu.price_kernel(k, H100_SPEC)[0]
   inside, full, over = with_rows(1), with_rows(tile), with_rows(tile + 1)
   assert inside.t_compute == full.t_compute  # rows inside the first tile are free
   assert over.position_tiles == 2 and over.t_compute >= full.t_compute
   assert over.flops == 2 * full.flops  # padded to two tiles
 
 
-def test_cublas_and_reduce_kernels_are_rooflines():
+def test_cublas_and_other_kernels_on_a_gpu():
   kernels = fixture_kernels('h100_dense_n64_cublas.txt', 64)
   gemm = next(k for k in kernels if k.kind == 'cublas')
-  priced = principle.price_gpu(gemm, H100, H100_SPEC)
-  assert priced.t_s == max(priced.bytes / H100.bandwidth, priced.flops / H100.peak_flops)
+  priced, _ = pricing_gpu.price_kernel(gemm, H100_SPEC)
+  assert priced.tiling[0] in ('cublas', 'gemv')  # the documented tile rule
   other = next(k for k in kernels if k.kind not in principle.GEMM_KINDS)
-  streamed = principle.price_streamed(other, H100)
-  assert streamed.t_s == principle.kernel_bytes(other) / H100.bandwidth
+  streamed, launches = pricing_gpu.price_kernel(other, H100_SPEC)
+  c = H100_SPEC.pricing
+  assert launches == 1
+  assert streamed.t_s == pytest.approx(
+      c['dram_fill_s'] + pricing_gpu.kernel_bytes(other) /
+      (H100_SPEC.memory_bandwidth * c['hbm_efficiency']))
+
+
+def test_split_k_reduce_reads_its_partials_whole():
+  # The issue's example: a loop fusion that sums f32[4,72,4096] partials.
+  partials, out = hlo.Shape('f32', (4, 72, 4096)), hlo.Shape('bf16', (72, 4096))
+  reduce = hlo.Kernel('loop_reduce_fusion', 'up', 'other', 'fusion', 'up',
+                      operand_shapes=(partials,), output_shape=out,
+                      fusion_kind='kLoop', split_k_of='gemm_fusion_dot')
+  assert pricing_gpu.kernel_bytes(reduce) == 4 * 72 * 4096 * 4 + 72 * 4096 * 2
+  plain = dataclasses.replace(reduce, split_k_of=None)  # a gather-like loop fusion
+  assert pricing_gpu.kernel_bytes(plain) == 2 * 72 * 4096 * 2
 
 
 def test_gather_like_kernels_count_what_they_write():
@@ -83,24 +98,50 @@ def test_gather_like_kernels_count_what_they_write():
       assert principle.kernel_bytes(k) <= out * (1 + len(k.operand_shapes))
 
 
-SYNTHETIC_PROBE = {'references': [
-    dict(dtype='float32', contraction=1000, features=1000,
-         positions=[1, 2, 3, 4, 8], t_median_s=[1e-3, 2e-3, 2e-3, 2e-3, 3e-3],
-         kinds=['cpu_gemv', 'cpu_ynn', 'cpu_ynn', 'cpu_ynn', 'cpu_ynn']),
-    dict(dtype='float32', contraction=100, features=100000,
-         positions=[1, 2], t_median_s=[5e-3, 5e-3], kinds=['cpu_gemv', 'cpu_ynn'])]}
+def synthetic_reference(k, f, fixed=5e-6, per_element=1e-10, positions=(1, 2, 4, 8)):
+  """A reference curve with a known law: T(N) = fixed + per_element * N*K*F
+  (the GEMV at N=1, cpu_ynn from N=2)."""
+  return dict(dtype='float32', contraction=k, features=f, positions=list(positions),
+              t_median_s=[fixed + per_element * n * k * f for n in positions],
+              kinds=['cpu_gemv'] + ['cpu_ynn'] * (len(positions) - 1))
 
 
-def test_reference_time_interpolates_scales_and_picks_the_shape():
-  ref = lambda rows, k=1000, f=1000, kind='cpu_ynn': principle.reference_time(
+SYNTHETIC_PROBE = {'references': [synthetic_reference(k, f) for k, f in (
+    (256, 256), (256, 1024), (1024, 1024), (4096, 4096), (128, 32768))]}
+
+
+def test_reference_time_keeps_the_fixed_part_and_scales_the_rest():
+  ref = lambda rows, k, f, kind='cpu_ynn': principle.reference_time(
       SYNTHETIC_PROBE, kind, 'float32', rows, k, f)
-  assert ref(1, kind='cpu_gemv') == pytest.approx(1e-3)
-  assert ref(1) == pytest.approx(2e-3)  # nearest N of the kind
-  assert ref(6) == pytest.approx(2.5e-3)  # interpolated
-  assert ref(12) == pytest.approx(4e-3)  # extrapolated along the last two
-  assert ref(4, 2000, 1000) == pytest.approx(4e-3)  # twice the weights
-  assert ref(2, 128, 50000) == pytest.approx(5e-3 * 128 * 50000 / 1e7)  # thin shape
+  law = lambda rows, k, f: 5e-6 + 1e-10 * rows * k * f
+  # A GEMM of another size is priced by the known law: its fixed part kept.
+  for rows, k, f in ((4, 64, 64), (2, 512, 512), (8, 2048, 8192), (6, 3000, 3000),
+                     (12, 4096, 4096), (4, 128, 65536)):
+    assert ref(rows, k, f) == pytest.approx(law(rows, k, f), rel=1e-9)
+  # A small GEMM costs at least the fixed part (not shrunk with its size).
+  assert ref(2, 16, 16) >= 5e-6
+  # A batched call (8 heads) pays the fixed part once.
+  batched = principle.reference_time(SYNTHETIC_PROBE, 'cpu_ynn', 'float32', 4, 128,
+                                     2048, batch=8)
+  assert batched == pytest.approx(5e-6 + 8 * 1e-10 * 4 * 128 * 2048)
+  assert ref(1, 1024, 1024, kind='cpu_gemv') == pytest.approx(law(1, 1024, 1024))
+  assert ref(1, 1024, 1024) == pytest.approx(law(2, 1024, 1024))  # nearest N of the kind
   assert principle.reference_time(SYNTHETIC_PROBE, 'cpu_dot', 'float32', 1, 10, 10) is None
+
+
+def test_fixed_part_is_zero_with_one_size_and_the_shape_is_the_nearest():
+  one = {'references': [synthetic_reference(1000, 1000, fixed=0.0)]}
+  # Without a second size there is no fixed part: the curve scales whole.
+  assert principle.reference_time(one, 'cpu_ynn', 'float32', 4, 2000, 1000) == (
+      pytest.approx(2 * 1e-10 * 4 * 1e6))
+  thin = synthetic_reference(128, 32768, fixed=1e-3)  # a slower thin kernel
+  probe = {'references': SYNTHETIC_PROBE['references'][:4] + [thin]}
+  fixed = principle.fixed_part(probe['references'], 'cpu_ynn', 4)
+  assert fixed == pytest.approx(5e-6)  # from the two smallest sizes
+  # A thin GEMM is priced from the thin reference, not the square ones.
+  got = principle.reference_time(probe, 'cpu_ynn', 'float32', 4, 128, 16384)
+  thin_t = 1e-3 + 1e-10 * 4 * 128 * 32768
+  assert got == pytest.approx(fixed + (thin_t - fixed) / 2)
 
 
 def test_fresh_buffers_fault_as_one_block_above_the_threshold():
@@ -163,27 +204,6 @@ def test_h100_prediction_from_the_spec_table():
   assert p.n_idle['0.1'] > 64 and len(p.t_pred_s) == 3
 
 
-def test_scores_and_naive_predictors():
-  cases = [dict(nfp_measured={'0.1': m}, nfp_predicted={'0.1': p},
-                n_idle={'0.1': i}, positions=[1, 2, 4])
-           for m, p, i in ((1, 1, 8), (4, 6, 16), (8, 4, 32))]
-  s = validation.summarize(cases)
-  assert s['share_within_1_5x'] == pytest.approx(2 / 3)
-  assert s['median_abs_log2_error'] == pytest.approx(math.log2(1.5))
-  assert s['median_idle_overprediction'] == 4
-  assert s['naive']['smallest']['share_within_1_5x'] == pytest.approx(1 / 3)
-  assert s['naive']['idle']['share_within_1_5x'] == 0
-  assert s['beats_naive'] and s['share_measured_above_2'] == pytest.approx(2 / 3)
-
-
-def test_read_anchor():
-  anchor = validation.read_anchor(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv')
-  assert anchor['positions'][:3] == [1, 2, 4] and anchor['d_ff'] == 11008
-  assert all(t > 0 for t in anchor['t_s'])
-  with pytest.raises(ValueError):
-    validation.read_anchor(DATA / 'hlo' / 'MANIFEST.json')
-
-
 @requires_gpu_aot
 def test_predict_cli(tmp_path, cli_env):
   out = tmp_path / 'p.json'
@@ -201,24 +221,15 @@ def test_predict_cli(tmp_path, cli_env):
   assert 'Traceback' not in bad.stderr
 
 
-@requires_gpu_aot
-def test_validate_cli_with_a_case_and_an_anchor(tmp_path, cli_env):
-  out = tmp_path / 'v'
-  proc = cli.run('experiments.validate', [
-      '--cases', 'dense-small', '--repeats', '3', '--positions', '1,2,4',
-      '--anchor', str(DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv'),
-      '--out', str(out)], cli_env, timeout=900)
-  assert proc.returncode == 0, proc.stderr
-  report = json.loads((out / 'report.json').read_text())
-  case = report['cases'][0]
-  for key in ('nfp_measured', 'nfp_bracket', 'nfp_predicted', 'nfp_resource',
-              'n_idle', 'binding_mechanism', 'log2_error', 'idle_overprediction'):
-    assert key in case
-  for key in ('share_within_1_5x', 'median_abs_log2_error',
-              'median_idle_overprediction', 'naive'):
-    assert key in report['summary']
-  assert set(report['summary']['naive']) == {'idle', 'smallest'}
-  assert report['anchors'][0]['cross_backend'].startswith('cuBLAS')
-  assert (out / 'report.md').exists() and (out / 'overview.png').exists()
-  bad = cli.run('experiments.validate', ['--cases', 'nope'], cli_env)
-  assert bad.returncode == 2 and 'Unknown case' in bad.stderr
+def test_model_fresh_buffers_come_from_the_whole_program():
+  cfg = config.resolve('model', 'tiny', dtype='float32')
+  balance = dataclasses.replace(CPU, fresh_threshold_bytes=1)  # every buffer faults
+  cpu = targets.resolve('cpu')
+  whole = compile_lib.compile_hlo(cfg, 2, cpu).memory
+  compiled = predict.predict(cfg, [1, 2], target=cpu, balance=balance)
+  assert compiled.points[1]['alloc_s'] == pytest.approx(
+      principle.fresh_buffer_time(whole, balance))
+  # Given (as a sweep has it), the program's memory_analysis is used as it is.
+  given = {n: dict(temp_size_in_bytes=3e9 * n, output_size_in_bytes=0) for n in (1, 2)}
+  passed = predict.predict(cfg, [1, 2], target=cpu, balance=balance, memory=given)
+  assert [p['alloc_s'] for p in passed.points] == pytest.approx([1.0, 2.0])

@@ -32,6 +32,15 @@ def test_h100_ridge_and_dense_gemm_rule():
   assert principle.idle_compute(cfg, h100)['0.1'] == pytest.approx(expected, rel=0.02)
 
 
+def test_linear_costs():
+  cfg = config.resolve('linear', 'tiny', dtype='bfloat16',
+                       overrides={'d_model': 96, 'd_ff': 200})
+  (proj,) = costs.kernels(cfg, 5)
+  assert (proj.rows, proj.contraction, proj.width) == (5, 96, 200)
+  assert proj.flops == 2 * 5 * 96 * 200
+  assert proj.bytes == 2 * (96 * 200 + 5 * (96 + 200))
+
+
 def test_dense_costs():
   cfg = config.resolve('dense', 'tiny', dtype='float32')
   d, f = cfg.d_model, cfg.d_ff

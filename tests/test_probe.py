@@ -83,6 +83,45 @@ def test_tiny_real_probe_and_its_cache(tmp_path):
   assert set(result['kinds']) == {'cpu_gemv', 'cpu_ynn'}
   assert result['kinds']['cpu_ynn']['float32']['flop_rate'] > 0
   assert result['machine_key'] and result['backend'] == 'cpu'
-  again = probe.local_probe(str(cache), **kwargs)
+  # The spot check with a fake timer: the cached medians hold, so the cache
+  # is used; three times slower moves them beyond their CIs: re-measured.
+  median_at = dict(zip(ref['positions'], ref['t_median_s']))
+  same = lambda dtype, k, f, n: [median_at[n]] * 7
+  again = probe.local_probe(str(cache), timer=same, **kwargs)
   assert again['measured_at'] == result['measured_at']
+  assert again['spot_check'] and not again['spot_check']['moved']
   assert len(json.loads(cache.read_text())) == 1
+  lines = []
+  slower = lambda dtype, k, f, n: [3 * median_at[n] + 1e-3] * 7
+  moved = probe.local_probe(str(cache), timer=slower, progress=lines.append, **kwargs)
+  assert moved['measured_at'] != result['measured_at']
+  assert any('moved beyond their CIs' in line for line in lines)
+
+
+def _curve(t, ci, kinds):
+  return probe.ReferenceCurve('float32', 64, 64, tuple(range(1, len(t) + 1)),
+                              tuple(t), tuple(ci), tuple(kinds), (None,) * len(t))
+
+
+def test_quality_flags_wide_and_disagreeing_curves():
+  good = _curve([1.0, 1.0, 1.1], [(0.95, 1.05)] * 2 + [(1.05, 1.15)], ['a'] * 3)
+  assert probe.quality(good) is None
+  wide = _curve([1.0, 1.0], [(0.95, 1.05), (0.7, 1.4)], ['a'] * 2)
+  assert 'wide CI at N=2' in probe.quality(wide)
+  # 4741 us at N=2, then 3669 us at N=3 with the same kernel: not cached as is.
+  dip = _curve([2.978e-3, 4.741e-3, 3.669e-3],
+               [(2.9e-3, 3.0e-3), (4.6e-3, 4.8e-3), (3.6e-3, 3.7e-3)], ['g', 'y', 'y'])
+  assert 'below T(2)' in probe.quality(dip)
+  switch = _curve([2.0, 1.0], [(1.95, 2.05), (0.95, 1.05)], ['gemv', 'ynn'])
+  assert probe.quality(switch) is None  # a faster kernel at a larger N is allowed
+
+
+def test_spot_check_with_a_fake_timer():
+  refs = [dict(dtype='float32', contraction=k, features=f, positions=[1, 2],
+               t_median_s=[1e-3, 2e-3], t_ci_s=[[0.9e-3, 1.1e-3], [1.9e-3, 2.1e-3]])
+          for k, f in ((64, 64), (256, 256))]
+  cached = dict(references=refs)
+  ok = probe.spot_check(cached, timer=lambda d, k, f, n: [n * 1e-3] * 7)
+  assert not ok['moved'] and len(ok['points']) == 3
+  off = probe.spot_check(cached, timer=lambda d, k, f, n: [n * 1.5e-3] * 7)
+  assert off['moved'] and [p['moved'] for p in off['points']] == [True, True, True]

@@ -79,12 +79,10 @@ BAD = [
     (['--dtype', 'int4'], 'Unsupported dtype'),
     (['--scale', '0.001', '--model', 'tiny'], 'zero'),
     (['--repeats', 'many'], 'repeats'),
-    (['--time_budget_s', '0'], 'time budget must be positive'),
-    (['--min_rounds', '30', '--max_rounds', '20'], 'exceeds max_rounds'),
-    (['--min_rounds', '2'], 'At least 3 rounds'),
     (['--out', '/proc/nfp_results'], 'Cannot write'),
     (['--routing', 'trace:/no/such/trace.npy', '--model', 'tiny'],
      'Cannot read routing trace'),
+    (['--module', 'linear', '--d_model', '64'], 'needs its widths'),
     (['--module', 'dense', '--model', 'llama3-8b', '--d_ff', '2000000'],
      'GiB available'),
 ]

@@ -26,7 +26,7 @@ def test_spec_table_gpus_are_deviceless_with_cost_model_tiles():
   h100 = targets.resolve('h100')
   assert h100.platform == 'gpu' and h100.deviceless
   assert h100.spec is hardware.SPECS['h100']
-  assert h100.default_tiling == 'cost-model' and h100.native_dtype == 'bfloat16'
+  assert h100.default_tiling == 'model-autotune' and h100.native_dtype == 'bfloat16'
   assert 'h100' in targets.names('gpu') and 'h100' not in targets.names('cpu')
   assert targets.names()[:2] == ('cpu', 'gpu')
 

@@ -15,11 +15,12 @@ from nfp_jax import routing
 from nfp_jax.blocks.attention import Attention
 from nfp_jax.blocks.dense import DenseFFN
 from nfp_jax.blocks.layer import DecoderLayer
+from nfp_jax.blocks.linear import Linear
 from nfp_jax.blocks.model import Model
 from nfp_jax.blocks.moe import MoEFFN
 
-__all__ = ['Attention', 'DenseFFN', 'DecoderLayer', 'Model', 'MoEFFN', 'build',
-           'forward', 'abstract_forward', 'inputs', 'abstract_inputs',
+__all__ = ['Attention', 'DenseFFN', 'DecoderLayer', 'Linear', 'Model', 'MoEFFN',
+           'build', 'forward', 'abstract_forward', 'inputs', 'abstract_inputs',
            'state_bytes']
 
 
@@ -27,6 +28,8 @@ def build(cfg, rngs: nnx.Rngs | None = None) -> nnx.Module:
   """The NNX module of `cfg`, initialised deterministically from cfg.seed."""
   rngs = rngs or nnx.Rngs(params=cfg.seed, cache=cfg.seed + 1)
   kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+  if cfg.module == 'linear':
+    return Linear(cfg.d_model, cfg.d_ff, **kw)
   if cfg.module == 'dense':
     return DenseFFN(cfg.d_model, cfg.d_ff, **kw)
   if cfg.module == 'moe':

@@ -1,7 +1,9 @@
 """MoE FFN: a float32 router, top-k of E SwiGLU experts, optional shared experts.
 
-Three implementations of the routed experts give the same output:
+Four implementations of the routed experts give the same output:
   ragged  tokens sorted by expert, `jax.lax.ragged_dot` over expert groups;
+  tokamax the same with `tokamax.ragged_dot` (the tpu-aot extra), which picks
+          its own kernel (a Mosaic kernel on TPU targets);
   gather  the weights of only the activated experts gathered into
           S = min(E, N*top_k) static slots, laid side by side so each
           projection is one 2-D matmul ([N, d] x [d, S*f]); every token runs
@@ -54,8 +56,8 @@ class MoEFFN(nnx.Module):
 
   def __call__(self, x, expert_ids=None):
     ids, weights = self.route(x, expert_ids)
-    experts = {'ragged': self._ragged, 'gather': self._gather,
-               'dense': self._dense}[self.impl]
+    experts = {'ragged': self._ragged, 'tokamax': self._ragged,
+               'gather': self._gather, 'dense': self._dense}[self.impl]
     with jax.named_scope('experts'):
       out = experts(x, ids, weights)
     if self.shared is not None:
@@ -77,6 +79,14 @@ class MoEFFN(nnx.Module):
     token = order // k
     sizes = jnp.bincount(flat, length=self.n_experts).astype(jnp.int32)
     dot = lambda a, w: jax.lax.ragged_dot(a, w, sizes)
+    if self.impl == 'tokamax':
+      import tokamax  # pylint: disable=g-import-not-at-top
+      from absl import flags  # pylint: disable=g-import-not-at-top
+      if not flags.FLAGS.is_parsed():
+        # tokamax reads its absl flags on first use and would parse sys.argv
+        # (pytest's, a notebook kernel's) if nothing had: take the defaults.
+        flags.FLAGS.mark_as_parsed()
+      dot = lambda a, w: tokamax.ragged_dot(a, w, sizes)
     y = self._swiglu(x.astype(self.dtype)[token],
                      (self.gate[...], self.up[...], self.down[...]), dot, dot)
     y = y * weights.reshape(-1)[order][:, None].astype(self.dtype)

@@ -1,10 +1,11 @@
-"""PyTorch twins of the Flax dense, MoE and attention blocks.
+"""PyTorch twins of the Flax linear, dense, MoE and attention blocks.
 
 A twin has the Flax block's shapes, storage and compute dtypes, routing control
 and masks, and takes its weights (and KV cache) from the Flax block's state, so
 both compute the same function and their T(N) curves can be compared. Each op
 mirrors the Flax code in nfp_jax/blocks/ line by line:
 
+  Linear     x @ proj, in the compute dtype.
   DenseFFN   x @ gate, x @ up, silu(g) * u, @ down, in the compute dtype.
   MoEFFN     float32 router, top-k (or the forced expert ids) and a softmax
              over the chosen logits; routed experts by one of
@@ -40,7 +41,7 @@ import ml_dtypes
 
 from nfp_jax import blocks
 
-MODULES = ('dense', 'moe', 'attention')
+MODULES = ('linear', 'dense', 'moe', 'attention')
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16,
           'float16': torch.float16}
 
@@ -64,6 +65,18 @@ def _weight(array) -> torch.nn.Parameter:
 def _matmul(x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
   """x @ w in the compute dtype (nfp_jax.blocks.common.matmul)."""
   return x.to(dtype) @ w.to(dtype)
+
+
+class Linear(torch.nn.Module):
+  """One projection on activations [N, d_model]: x @ proj."""
+
+  def __init__(self, weights: dict, dtype: torch.dtype):
+    super().__init__()
+    self.proj = _weight(weights['proj'])
+    self.dtype = dtype
+
+  def forward(self, x):
+    return _matmul(x, self.proj, self.dtype)
 
 
 class DenseFFN(torch.nn.Module):
@@ -242,6 +255,8 @@ def from_flax(cfg, state) -> torch.nn.Module:
                      f'{", ".join(MODULES)}.')
   weights = nnx.to_pure_dict(state)
   dtype = DTYPES[cfg.dtype]
+  if cfg.module == 'linear':
+    return Linear(weights, dtype)
   if cfg.module == 'dense':
     return DenseFFN(weights, dtype)
   if cfg.module == 'moe':

@@ -1,0 +1,120 @@
+"""The anchor readers on real excerpts, the robust NFP rule, symmetric censoring,
+scoring, and the validate CLI's bad-input exits."""
+
+import pathlib
+
+import pytest
+
+from nfp_jax import anchors
+from nfp_jax import errors
+from tests import cli
+
+DATA = pathlib.Path(__file__).parent / 'data'
+AIC = DATA / 'anchors' / 'aiconfigurator_excerpt.csv'
+VIDUR = DATA / 'anchors' / 'h100_llama-2-7b_mlp_excerpt.csv'
+
+
+def test_aiconfigurator_reader():
+  curves = anchors.read(AIC)
+  assert sorted(c.name for c in curves) == [
+      'h200-gemm-2048x32', 'h200-gemm-4096x4096', 'l40s-gemm-2048x32',
+      'l40s-gemm-4096x4096']
+  c = next(c for c in curves if c.name == 'h200-gemm-4096x4096')
+  assert (c.target, c.kind, c.k, c.f) == ('h200', 'gemm', 4096, 4096)
+  assert c.positions[:3] == (1, 2, 3) and c.positions[-1] == 1025
+  assert len(c.positions) == len(c.t_s) == 45
+  assert all(1e-6 < t < 1e-3 for t in c.t_s)  # microseconds read as seconds
+
+
+def test_vidur_reader():
+  (c,) = anchors.read(VIDUR)
+  assert (c.gpu, c.target, c.kind, c.k, c.f) == ('h100', 'h100', 'mlp', 4096, 11008)
+  assert c.positions[:3] == (1, 2, 4)
+  # T = up + act + down medians, milliseconds read as seconds
+  assert all(50e-6 < t < 1e-3 for t in c.t_s)
+
+
+def test_bad_anchor_files(tmp_path):
+  with pytest.raises(errors.ConfigError, match='neither'):
+    anchors.read(DATA / 'hlo' / 'MANIFEST.json')
+  bad = tmp_path / 'mi300_gemm.csv'
+  bad.write_text('gpu,framework,in_features,out_features,tokens,latency_us\n'
+                 'mi300,x,32,32,1,2.5\n')
+  with pytest.raises(errors.ConfigError, match='no target'):
+    anchors.read(bad)
+
+
+def test_robust_nfp_ignores_one_noisy_point():
+  positions = [1, 2, 3, 4, 8, 16, 17, 32, 33]
+  times = [1.0, 1.02, 0.98, 1.0, 1.3, 1.0, 1.01, 1.2, 1.25]  # one spike at 8
+  nfp = anchors.robust_nfp(positions, times, 0.1)
+  assert (nfp.nfp, nfp.crossing, nfp.censored) == (17, 32, False)
+  # T(1) alone fast (a GEMV at N=1): the baseline is the median of T(1..4)
+  slow_after_one = [0.7, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.05, 1.05]
+  assert anchors.robust_nfp(positions, slow_after_one, 0.1).censored
+  flat = anchors.robust_nfp(positions, [1.0] * 9, 0.1)
+  assert (flat.nfp, flat.censored) == (33, True)
+  early = anchors.robust_nfp(positions, [1.0, 1.0, 1.0, 1.0, 1.5, 1.6, 2, 2, 2], 0.1)
+  assert (early.nfp, early.crossing) == (4, 8)
+
+
+def test_censoring_is_symmetric():
+  end = 1025
+  censored = anchors.Nfp(end, True, None)
+  assert anchors.log2_error(anchors.Nfp(end, True, None), censored, end) == 0.0
+  assert anchors.log2_error(anchors.Nfp(2048, False, 4096), censored, end) == 0.0
+  assert anchors.log2_error(anchors.Nfp(256, False, 257), censored, end) == (
+      pytest.approx(-2.0, abs=0.01))  # scored against the grid end
+  measured = anchors.Nfp(64, False, 65)
+  assert anchors.log2_error(anchors.Nfp(end, True, None), measured, end) == (
+      pytest.approx(4.0, abs=0.01))  # never crossing = the grid end
+  assert anchors.log2_error(anchors.Nfp(128, False, 129), measured, end) == 1.0
+
+
+def test_evaluate_scores_every_predictor_on_an_excerpt():
+  report = anchors.evaluate(AIC, tiling='model-autotune')
+  s = report['summary']
+  assert s['all']['principle']['curves'] == 4 and set(s['per_gpu']) == {'h200', 'l40s'}
+  for name in anchors.PREDICTORS:
+    scores = s['all'][name]
+    assert 0 <= scores['share_within_1_5x'] <= scores['share_within_2x'] <= 1
+  for r in report['curves']:
+    assert r['tiling_source'] == 'model-autotune' and len(r['configs']) == 45
+    if abs(r['log2_error']['0.1']['principle']) > 1:
+      assert r['missing_mechanism']['0.1']
+  assert 'calibrat' in report['pricing']['h200']['calibration']
+  text = anchors.markdown(report)
+  assert 'within x2' in text and 'Censoring' in text
+
+
+def test_validate_cli_bad_anchor_exits_2(tmp_path, cli_env):
+  proc = cli.run('experiments.validate', ['--anchor', str(DATA / 'hlo' / 'MANIFEST.json'),
+                                          '--anchor_only', '--out', str(tmp_path / 'v')],
+                 cli_env)
+  assert proc.returncode == 2
+  assert 'neither a vidur MLP profile nor an aiconfigurator' in proc.stderr
+
+
+@cli.requires_gpu_aot
+def test_compiled_linear_matches_the_derived_structure():
+  """The anchors derive a projection's structure (one GEMM, its split-K reduce
+  if the winner splits K) instead of compiling it: from N=2 on the compiled
+  linear block under model-autotune prices the same, less the forward floor.
+  (At N=1 XLA may emit a multiply fusion plus a reduce, which writes the whole
+  product; the anchors price the GEMV that cuBLAS runs there.)"""
+  from nfp_jax import config  # pylint: disable=g-import-not-at-top
+  from nfp_jax import predict  # pylint: disable=g-import-not-at-top
+  from nfp_jax import pricing_gpu  # pylint: disable=g-import-not-at-top
+  from nfp_jax import targets  # pylint: disable=g-import-not-at-top
+  target = targets.resolve('h200')
+  cfg = config.resolve('linear', 'tiny', overrides=dict(d_model=2048, d_ff=1024),
+                       dtype='bfloat16')
+  positions = [1, 16, 65]
+  compiled = predict.predict(cfg, positions, target=target)
+  assert compiled.tiling_source == 'model-autotune'
+  curve = anchors.AnchorCurve('x', 'h200', 'h200', 'gemm', 2048, 1024,
+                              tuple(positions), (1.0,) * 3, 'test', 'test')
+  points, _, _ = anchors.principle_curve(curve, target, None, lambda _: None)
+  floor = pricing_gpu.forward_floor_s(target.spec)
+  for p, t in list(zip(points, compiled.t_pred_s))[1:]:
+    assert t - floor == pytest.approx(p.t_s, rel=1e-6)
