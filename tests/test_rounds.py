@@ -70,6 +70,18 @@ def test_never_decided_when_the_crossing_is_ambiguous_by_construction():
     assert 'N=8' in d.reason and 'Holm' in d.reason
 
 
+def test_a_point_on_the_tolerance_is_rarely_decided():
+  # R(6) is exactly 1 + tau: whichever side a run decides, it is wrong, and
+  # the sign tests with Holm allow that in at most 5% of runs (family-wise);
+  # in 100 runs at most 10 (a binomial tail below 1e-2 at the 5% rate).
+  true_ratio = [1.0, 1.0, 1.0, 1.0, 1.1, 1.6, 1.8, 2.0]
+  rng = np.random.default_rng(7)
+  decided = sum(
+      boundary.decide(POSITIONS, simulate(true_ratio, 40, rng), 0.1,
+                      n_boot=20).status == 'decided' for _ in range(100))
+  assert decided <= 10
+
+
 def test_holm_step_down():
   assert boundary.holm({'a': 0.01, 'b': 0.04}) == {'a': True, 'b': True}
   assert boundary.holm({'a': 0.03, 'b': 0.04}) == {'a': False, 'b': False}
