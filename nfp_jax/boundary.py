@@ -191,7 +191,9 @@ def decide(positions: Sequence[int], samples: Mapping, tau: float,
   medians[0] = 1.0
   nfp = int(_first_crossing_rows(positions, medians[None, :], tau)[0])
   i = positions.index(nfp)
-  replicates = bootstrap_nfp(positions, ratios, tau, n_boot, seed)
+  # n_boot=0: only the status (the adaptive loop asks which N are undecided).
+  replicates = (bootstrap_nfp(positions, ratios, tau, n_boot, seed) if n_boot
+                else np.array([nfp]))
   low, high = (int(np.percentile(replicates, 5, method='lower')),
                int(np.percentile(replicates, 95, method='higher')))
   claims = {n: True for n in positions[1:i + 1]}

@@ -202,7 +202,7 @@ def time_curve(cfg, calls: dict, *, balance,
 
   def undecided(samples):
     return set().union(*(d.ambiguous for d in _decisions(
-        positions, samples, taus, None, n_boot=200).values()))
+        positions, samples, taus, None, n_boot=0).values()))
 
   def on_round(r, active):
     if r + 1 == plan.min_rounds or (r + 1) % 25 == 0:
