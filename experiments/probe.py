@@ -24,7 +24,7 @@ from nfp_jax import probe
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('dtype', ['float32'], f'Dtype(s): {", ".join(config.DTYPES)}.')
-flags.DEFINE_integer('rounds', 7, 'Timed rounds; each round times every N once.')
+flags.DEFINE_integer('rounds', probe.PROBE_ROUNDS, 'Timed rounds; each round times every N once.')
 flags.DEFINE_bool('refresh', False, 'Measure again even if the cache holds it.')
 flags.DEFINE_string('out', None, 'Also write the probe JSON to this file.')
 flags.DEFINE_string('backend', None, 'JAX backend to probe (default: JAX\'s).')

@@ -50,6 +50,12 @@ FINE_POSITIONS = tuple(range(1, 65))
 COARSE_POSITIONS = (80, 96, 128, 192, 256)
 DEFAULT_POSITIONS = FINE_POSITIONS + COARSE_POSITIONS
 PROBE_VERSION = 4
+# Rounds per reference curve: 9 is the fewest whose 95% order-statistic CI of
+# a median drops the slowest and fastest round ([x(2), x(8)], coverage 96%);
+# with 7 the CI is the whole range, which on this 2-core host exceeded 25% of
+# the median on every curve even when quiet (2026-12-06), so every curve was
+# measured twice.
+PROBE_ROUNDS = 9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +80,7 @@ def _kind(kernels: list) -> tuple:
 
 
 def sweep_reference(dtype: str, contraction: int, features: int,
-                    positions=DEFAULT_POSITIONS, rounds: int = 7, warmup: int = 2,
+                    positions=DEFAULT_POSITIONS, rounds: int = PROBE_ROUNDS, warmup: int = 2,
                     seed: int = 0, device=None) -> ReferenceCurve:
   """Compiles and times the reference GEMM at every N, interleaved by round."""
   device = device or jax.devices()[0]
@@ -221,14 +227,20 @@ def summarize(references: list) -> dict:
 
 
 def quality(curve: ReferenceCurve, max_rel_ci: float = 0.25,
-            max_dip: float = 0.15) -> str | None:
-  """Why a reference curve should not be cached as it is, or None: a median
-  whose CI is wider than max_rel_ci of it, or a larger N whose whole CI lies
-  more than max_dip below a smaller N's CI while the same kernel kind runs
-  both (a curve that falls with N: a point caught interference)."""
-  for n, t, (lo, hi) in zip(curve.positions, curve.t_median_s, curve.t_ci_s):
-    if (hi - lo) > max_rel_ci * t:
-      return f'wide CI at N={n}: [{lo * 1e6:.0f}, {hi * 1e6:.0f}] us around {t * 1e6:.0f} us'
+            max_wide_share: float = 0.1, max_dip: float = 0.15) -> str | None:
+  """Why a reference curve should not be cached as it is, or None: more than
+  max_wide_share of its medians have a CI wider than max_rel_ci of the median
+  (one noisy point among 69 does not spoil a curve that is fitted as a whole),
+  or a larger N whose whole CI lies more than max_dip below a smaller N's CI
+  while the same kernel kind runs both (a curve that falls with N: a point
+  caught interference)."""
+  wide = [(n, t, lo, hi) for n, t, (lo, hi)
+          in zip(curve.positions, curve.t_median_s, curve.t_ci_s)
+          if (hi - lo) > max_rel_ci * t]
+  if len(wide) > max_wide_share * len(curve.positions):
+    n, t, lo, hi = max(wide, key=lambda w: (w[3] - w[2]) / w[1])
+    return (f'wide CI at {len(wide)} of {len(curve.positions)} N, widest N={n}: '
+            f'[{lo * 1e6:.0f}, {hi * 1e6:.0f}] us around {t * 1e6:.0f} us')
   for i, (n, (lo, _)) in enumerate(zip(curve.positions, curve.t_ci_s)):
     for m, (_, hi), kind in zip(curve.positions[i + 1:], curve.t_ci_s[i + 1:],
                                 curve.kinds[i + 1:]):
@@ -239,7 +251,7 @@ def quality(curve: ReferenceCurve, max_rel_ci: float = 0.25,
 
 
 def measure_references(dtypes=('float32',), shapes=REFERENCE_SHAPES,
-                       positions=DEFAULT_POSITIONS, rounds: int = 7, device=None,
+                       positions=DEFAULT_POSITIONS, rounds: int = PROBE_ROUNDS, device=None,
                        progress=lambda _: None) -> dict:
   """Measures every reference curve of the probe on the local device; returns
   the probe's JSON-ready result. A curve that fails `quality` is measured once
@@ -271,10 +283,14 @@ def measure_references(dtypes=('float32',), shapes=REFERENCE_SHAPES,
 
 
 def spot_points(probe: dict) -> list:
-  """(reference, N) of the spot check: the smallest shape at N=1 and the
-  largest at N=1 and N=2 (a memory-bound GEMV, a switch point)."""
-  refs = sorted(probe['references'], key=lambda r: r['contraction'] * r['features'])
-  return [(refs[0], 1), (refs[-1], 1), (refs[-1], 2)]
+  """(reference, N) of the spot check: the largest reference at N = 1, 2 and 8
+  (a memory-bound GEMV, the first GEMM, a GEMM that computes), each
+  milliseconds long. Dispatch-bound points are not checked: on XLA:CPU they
+  are bimodal between compiles (256x256 at N=1 read 42 us, then 106 us, then
+  42 us, in one quiet process on 2026-12-06), so they would fire without the
+  probe being wrong."""
+  largest = max(probe['references'], key=lambda r: r['contraction'] * r['features'])
+  return [(largest, n) for n in (1, 2, 8) if n in largest['positions']]
 
 
 def time_gemm(dtype: str, contraction: int, features: int, positions: int,
@@ -318,7 +334,7 @@ def spot_check(probe: dict, timer=time_gemm) -> dict:
 
 def local_probe(cache_file: str | None = None, dtypes=('float32',),
                 shapes=REFERENCE_SHAPES, positions=DEFAULT_POSITIONS,
-                rounds: int = 7, refresh: bool = False, device=None,
+                rounds: int = PROBE_ROUNDS, refresh: bool = False, device=None,
                 progress=lambda _: None, timer=None) -> dict:
   """The probe of this machine, from the cache when it holds this very probe
   and its spot check (spot_check) passes; else measured again, with one line
