@@ -317,7 +317,8 @@ SPOT_SLACK = 0.2
 def spot_check(probe: dict, timer=time_gemm) -> dict:
   """Re-times the spot points (a second or two) and says which moved: a new
   CI (median_ci of the repeats) disjoint from the cached one widened by
-  SPOT_SLACK on each side."""
+  SPOT_SLACK on each side. The probe `moved` when more than half of the
+  points moved the same way."""
   points = []
   for ref, n in spot_points(probe):
     i = ref['positions'].index(n)
@@ -328,8 +329,14 @@ def spot_check(probe: dict, timer=time_gemm) -> dict:
                        cached_ci_s=[cached_lo, cached_hi], now_s=list(now),
                        moved=bool(now[2] < cached_lo * (1 - SPOT_SLACK)
                                   or now[1] > cached_hi * (1 + SPOT_SLACK))))
+  # The probe moved when most points moved the same way: one point alone is
+  # a transient (4096x4096 at N=8 read 8.8 to 16 ms within seven calls on a
+  # shared host, 2026-12-06), and re-measuring the probe takes two minutes.
+  ways = [1 if p['now_s'][0] > p['cached_ci_s'][1] else -1
+          for p in points if p['moved']]
   return dict(checked_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              points=points, moved=any(p['moved'] for p in points))
+              points=points,
+              moved=max(ways.count(1), ways.count(-1)) * 2 > len(points))
 
 
 def local_probe(cache_file: str | None = None, dtypes=('float32',),
