@@ -42,9 +42,12 @@ def busy_core(enabled: bool, max_seconds: float = 3600.0):
     process.join(5)
 
 
-def half_widths(summary: dict) -> list:
-  """(high - low) / 2 of R's CI at every N > 1."""
-  return [(hi - lo) / 2 for lo, hi in summary['ratio_ci'][1:]]
+def half_widths(summary: dict, relative: bool = False) -> list:
+  """(high - low) / 2 of R's CI at every N > 1; divided by R when `relative`
+  (where R(N) is far above 1, as on CPUs whose N=2 kernel is a slower GEMM,
+  the absolute half-width grows with R)."""
+  return [(hi - lo) / 2 / (r if relative else 1)
+          for r, (lo, hi) in zip(summary['ratio'][1:], summary['ratio_ci'][1:])]
 
 
 def run_sweeps(cfg, positions: Sequence[int], runs: int, *, balance, plan,
@@ -68,6 +71,7 @@ def run_sweeps(cfg, positions: Sequence[int], runs: int, *, balance, plan,
           interval=s.get('nfp_interval', {}).get(key),
           reason=s.get('unresolved_reason', {}).get(key),
           median_half_width=statistics.median(half_widths(s)),
+          median_rel_half_width=statistics.median(half_widths(s, True)),
           bandwidth_gbs=cond.get('bandwidth_gbs'),
           bandwidth_ci_gbs=cond.get('bandwidth_ci_gbs'),
           share_interfered=cond.get('share_interfered'), rounds=s.get('rounds'),
@@ -83,6 +87,8 @@ def run_sweeps(cfg, positions: Sequence[int], runs: int, *, balance, plan,
               decided_off_mode=sum(n != mode for n in decided),
               median_half_width=statistics.median(r['median_half_width']
                                                   for r in rows),
+              median_rel_half_width=statistics.median(
+                  r['median_rel_half_width'] for r in rows),
               wall_s=[r['wall_s'] for r in rows])
 
 
@@ -97,14 +103,16 @@ def text(report: dict) -> str:
           f"{r['bandwidth_ci_gbs'][1]:.1f}]" if r['bandwidth_gbs'] else '-')
     lines.append(f"  run {r['run']:>2}: NFP({tau}) = {r['nfp']:>3} {r['status']:<10} "
                  f"interval {r['interval']}  median CI half-width "
-                 f"{r['median_half_width']:.3f}  bandwidth {bw}  "
+                 f"{r['median_half_width']:.3f} ({r['median_rel_half_width']:.1%} of R)  "
+                 f"bandwidth {bw}  "
                  f"{r['share_interfered']:.0%} rounds interfered  {r['rounds']} rounds  "
                  f"{r['wall_s']:.1f} s")
   lines.append(
       f"mode NFP({tau}) = {report['mode']}: reached by {report['mode_count']} of "
       f"{len(report['runs'])} runs ({report['decided']} decided; "
       f"{report['decided_off_mode']} decided off the mode); median CI half-width "
-      f"of R {report['median_half_width']:.3f}; wall per run "
+      f"of R {report['median_half_width']:.3f} ({report['median_rel_half_width']:.1%} "
+      f"of R); wall per run "
       f"{statistics.median(report['wall_s']):.1f} s (median), "
       f"{max(report['wall_s']):.1f} s (max)")
   return '\n'.join(lines)

@@ -179,7 +179,7 @@ def test_repeatability_report_on_fake_sweeps():
     nfp, status = next(outcomes)
     return dict(nfp={'0.1': nfp}, nfp_status={'0.1': status},
                 nfp_interval={'0.1': [nfp, nfp]}, unresolved_reason={'0.1': None},
-                ratio_ci=[[1, 1], [0.98, 1.04], [1.0, 1.1]], rounds=15,
+                ratio=[1, 1.0, 2.0], ratio_ci=[[1, 1], [0.98, 1.04], [1.0, 1.1]], rounds=15,
                 conditions=dict(bandwidth_gbs=30.0, bandwidth_ci_gbs=[29.0, 31.0],
                                 share_interfered=0.0))
 
@@ -191,4 +191,5 @@ def test_repeatability_report_on_fake_sweeps():
   assert (report['mode'], report['mode_count'], report['decided']) == (4, 2, 3)
   assert report['decided_off_mode'] == 1
   assert report['median_half_width'] == pytest.approx(0.04)
+  assert report['median_rel_half_width'] == pytest.approx((0.03 + 0.025) / 2)
   assert 'mode NFP(0.1) = 4: reached by 2 of 4 runs' in repeatability.text(report)
