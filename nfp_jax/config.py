@@ -31,14 +31,15 @@ ConfigError = errors.ConfigError  # raised here; defined in the leaf errors.py
 # CPU: the model preset and width scale per module, and shape overrides (a
 # default `model` keeps 4 of the preset's layers: compile time grows with
 # depth and the layers are identical). Naming a model restores the preset.
-DEFAULT_MODELS = {'linear': 'llama3-8b', 'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
+DEFAULT_MODELS = {'dense': 'llama3-8b', 'moe': 'olmoe-1b-7b',
                   'attention': 'llama3-8b', 'layer': 'olmoe-1b-7b',
                   'model': 'llama3-8b'}
-DEFAULT_SCALES = {'linear': 0.5, 'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
+DEFAULT_SCALES = {'dense': 0.5, 'moe': 0.25, 'attention': 1.0, 'layer': 0.25,
                   'model': 0.125}
 DEFAULT_OVERRIDES = {'model': {'n_layers': 4}}
-# A `linear` block is one projection x[N, d_model] @ W[d_model, d_ff]: by
-# default the up-projection of the dense default (llama3-8b x0.5, 2048 x 7168).
+# A `linear` block is one projection: without a model preset it has no default
+# widths, and both must be given.
+LINEAR_WIDTHS = ('d_model', 'd_ff')
 
 
 def native_dtype(platform: str) -> str:
@@ -178,6 +179,13 @@ def grid(modules, *, models=None, scales=None, dtypes=('auto',),
   configs = []
   for module in modules:
     module_overrides = dict(overrides or {})
+    if module == 'linear' and not models:
+      missing = [f'--{w}' for w in LINEAR_WIDTHS if module_overrides.get(w) is None]
+      if missing:
+        raise ConfigError('--module linear needs its widths, --d_model and '
+                          '--d_ff (the input and output width of the '
+                          f'projection), or a --model preset; missing '
+                          f'{" and ".join(missing)}.')
     if not models:
       for name, value in DEFAULT_OVERRIDES.get(module, {}).items():
         if module_overrides.get(name) is None:

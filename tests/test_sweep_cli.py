@@ -82,6 +82,7 @@ BAD = [
     (['--out', '/proc/nfp_results'], 'Cannot write'),
     (['--routing', 'trace:/no/such/trace.npy', '--model', 'tiny'],
      'Cannot read routing trace'),
+    (['--module', 'linear', '--d_model', '64'], 'needs its widths'),
     (['--module', 'dense', '--model', 'llama3-8b', '--d_ff', '2000000'],
      'GiB available'),
 ]
