@@ -2,9 +2,11 @@
 the memory bandwidth a round saw, and whether it changed regime mid-run.
 
 A round is marked as interfered when, over that round, the CPU's steal time was
-more than 2% of its ticks, iowait more than 5%, or this process got less than
-80% of one core's time while it waited for its own calls (another process had
-the CPU). The 1-minute load average is recorded but is no criterion: it lags.
+more than 2% of its ticks, iowait more than 5%, other processes kept more than
+0.3 of a core busy (the machine's busy ticks less this process's CPU time: a
+competing busy loop shows as 1 core), or this process got less than 80% of one
+core's time while it waited for its own calls. The 1-minute load average is
+recorded but is no criterion: it lags.
 """
 
 import math
@@ -16,13 +18,15 @@ import numpy as np
 STEAL_LIMIT = 0.02
 IOWAIT_LIMIT = 0.05
 CPU_PER_WALL_LIMIT = 0.8
+OTHERS_LIMIT = 0.3  # cores kept busy by other processes
 # A regime change: Pettitt's test at p < 0.01 and medians apart by more than 5%.
 REGIME_P = 0.01
 REGIME_SHIFT = 0.05
 
 
 def _proc_stat() -> tuple | None:
-  """(total, steal, iowait) CPU ticks of /proc/stat, or None off Linux."""
+  """(total, steal, iowait, busy) CPU ticks of /proc/stat (busy: neither idle
+  nor iowait), or None off Linux."""
   try:
     with open('/proc/stat') as f:
       fields = f.readline().split()
@@ -30,7 +34,8 @@ def _proc_stat() -> tuple | None:
     return None
   ticks = [int(v) for v in fields[1:]]
   steal = ticks[7] if len(ticks) > 7 else 0
-  return sum(ticks), steal, ticks[4] if len(ticks) > 4 else 0
+  iowait = ticks[4] if len(ticks) > 4 else 0
+  return sum(ticks), steal, iowait, sum(ticks) - ticks[3] - iowait
 
 
 def snapshot() -> dict:
@@ -55,9 +60,13 @@ def round_record(before: dict, after: dict) -> dict:
     total = max(after['stat'][0] - before['stat'][0], 1)
     record['steal_share'] = (after['stat'][1] - before['stat'][1]) / total
     record['iowait_share'] = (after['stat'][2] - before['stat'][2]) / total
+    if len(after['stat']) > 3:
+      busy_s = (after['stat'][3] - before['stat'][3]) / os.sysconf('SC_CLK_TCK')
+      record['others_cores'] = max(0.0, busy_s - (after['cpu'] - before['cpu'])) / wall
   record['interfered'] = bool(
       record.get('steal_share', 0) > STEAL_LIMIT
       or record.get('iowait_share', 0) > IOWAIT_LIMIT
+      or record.get('others_cores', 0) > OTHERS_LIMIT
       or record['cpu_per_wall'] < CPU_PER_WALL_LIMIT)
   return record
 

@@ -2,6 +2,7 @@
 median and its order-statistic CI, the bootstrap NFP interval, decided vs
 unresolved, adaptive rounds on a fake clock, conditions and regime changes."""
 
+import os
 import numpy as np
 import pytest
 
@@ -162,14 +163,21 @@ def test_regime_change_is_found_and_ignored_within_noise():
 
 
 def test_round_record_marks_interference():
-  base = dict(wall=0.0, cpu=0.0, load1=1.0, stat=(1000, 0, 0))
+  tick = os.sysconf('SC_CLK_TCK')  # ticks per second
+  base = dict(wall=0.0, cpu=0.0, load1=1.0, stat=(1000, 0, 0, 500))
   quiet = conditions.round_record(base, dict(wall=1.0, cpu=1.0, load1=1.0,
-                                             stat=(1100, 0, 1)))
+                                             stat=(1100, 0, 1, 500 + tick)))
   stolen = conditions.round_record(base, dict(wall=1.0, cpu=1.0, load1=1.0,
-                                              stat=(1100, 10, 0)))
+                                              stat=(1100, 10, 0, 500 + tick)))
   starved = conditions.round_record(base, dict(wall=1.0, cpu=0.3, load1=3.0,
-                                               stat=(1100, 0, 0)))
+                                               stat=(1100, 0, 0, 500 + tick)))
+  # This process used one core, the machine two: a competing busy loop.
+  competed = conditions.round_record(base, dict(wall=1.0, cpu=1.0, load1=1.0,
+                                                stat=(1100, 0, 0, 500 + 2 * tick)))
+  assert quiet['others_cores'] == pytest.approx(0.0)
+  assert competed['others_cores'] == pytest.approx(1.0)
   assert not quiet['interfered'] and stolen['interfered'] and starved['interfered']
+  assert competed['interfered']
 
 
 def test_repeatability_report_on_fake_sweeps():
