@@ -284,6 +284,7 @@ def _parse_instruction(line: str) -> Instruction:
     attributes['_arg'] = operand_text.strip()
     operands = ()
   elif opcode == 'constant':
+    attributes['_literal'] = operand_text.strip()
     operands = ()
   else:
     operands = tuple(p.split()[-1].lstrip('%') for p in _split_top(operand_text))

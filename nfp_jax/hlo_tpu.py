@@ -92,6 +92,13 @@ class Fusion:
   # An asynchronous copy whose result nothing in the program uses: the
   # cross-program prefetch refilled at the end of a call for the next one.
   refill: bool = False
+  # A fusion whose root is a dynamic-update-slice updates its first operand in
+  # place (XLA aliases them): it moves only this update, not the whole buffer.
+  in_place_update: object = None  # hlo.Shape of the update, or None
+  # A while loop: its body's work instructions and its trip count (read from
+  # a condition `counter < constant`; None when it has another form).
+  body: tuple = ()
+  trip_count: int | None = None
 
   def to_dict(self) -> dict:
     return hlo._jsonable(dataclasses.asdict(self))  # pylint: disable=protected-access
@@ -370,7 +377,42 @@ def _fusion(module: hlo.Module, entry: hlo.Computation, inst: hlo.Instruction,
       mosaic_tiling=_ints(tiling.group(1).split(',')) if tiling else None,
       mosaic_cost={k: float(v) for k, v in mosaic.items()} if mosaic else None,
       dots=dots, positions=positions, refill=_is_refill(entry, inst),
-      reduces=inst.opcode.startswith('reduce') or _has_reduce(module, called))
+      reduces=inst.opcode.startswith('reduce') or _has_reduce(module, called),
+      in_place_update=_in_place_update(called),
+      **(_loop(module, inst, layouts, positions) if inst.opcode == 'while' else {}))
+
+
+def _loop(module, inst, layouts, positions) -> dict:
+  """body and trip_count of a while instruction. The trip count is K of a
+  condition whose root is `get-tuple-element(param) < constant(K)`, the
+  counter starting at 0 (XLA's canonical loop); else None."""
+  body = module.computations.get(inst.called('body') or '')
+  cond = module.computations.get(inst.called('condition') or '')
+  trips = None
+  if cond is not None:
+    root = cond.root
+    consts = [cond.by_name.get(o) for o in root.operands]
+    literal = [c.attributes.get('_literal') for c in consts
+               if c is not None and c.opcode == 'constant']
+    if (root.opcode == 'compare' and root.attributes.get('direction') == 'LT'
+        and literal and literal[0].lstrip('-').isdigit()):
+      trips = int(literal[0])
+  inner = tuple(_fusion(module, body, i, layouts, positions)
+                for i in (body.instructions if body else ())
+                if i.opcode not in _NO_WORK and not i.opcode.endswith('-done'))
+  return dict(body=inner, trip_count=trips)
+
+
+def _in_place_update(called: hlo.Computation | None):
+  """The update's shape when the fused computation's root is a
+  dynamic-update-slice (done in place on its first operand), else None."""
+  if called is None:
+    return None
+  root = called.root
+  if root.opcode != 'dynamic-update-slice' or len(root.operands) < 2:
+    return None
+  update = called.by_name.get(root.operands[1])
+  return update.shape if update is not None else None
 
 
 def read_program(text: str, positions: int | None = None, *, file=None,
