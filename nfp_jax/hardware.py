@@ -519,7 +519,8 @@ BALANCE_SPOT_LIMIT = 0.25  # a cached peak off by more than this is re-measured
 
 
 def spot_check_balance(fields: dict, device=None, timer=None) -> dict:
-  """Re-times the 1024^3 matmul of the cached balance (well under a second):
+  """Re-times the 1024^3 matmul of the cached balance (median of 15 calls,
+  well under a second; of 5, one slow call in three moved it by 15-20%):
   `moved` when its FLOP rate is off the cached one by more than
   BALANCE_SPOT_LIMIT (bandwidth drifts with the neighbours by itself, so a
   sweep's own sentinel measures it)."""
@@ -528,7 +529,7 @@ def spot_check_balance(fields: dict, device=None, timer=None) -> dict:
     return dict(moved=False, reason='no cached 1024 matmul rate')
   if timer is None:
     a = _device_put(jnp.ones((1024, 1024), fields['dtype']), device or jax.devices()[0])
-    timer = lambda: _median_time(lambda x, y: x @ y, (a, a), 5)
+    timer = lambda: _median_time(lambda x, y: x @ y, (a, a), 15)
   now = 2 * 1024**3 / timer()
   return dict(cached_flops=cached, now_flops=now,
               moved=abs(now - cached) > BALANCE_SPOT_LIMIT * cached)
