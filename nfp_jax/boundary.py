@@ -5,7 +5,8 @@ swept N such that every swept n <= N is near-free (first crossing), reported wit
 the bracket [NFP, next swept N]. With a CI on R(N), a point is `free` if the CI's
 upper end <= 1 + tau, `not_free` if its lower end > 1 + tau, else `ambiguous`.
 The uncertainty of NFP is the range [nfp_low, nfp_high]: the first crossing of
-the CI's upper ends and of its lower ends.
+the CI's upper ends and of its lower ends. R(N) and its CI from rounds
+(ratio_ci, median_ci) live here too, beside the decision that reads them.
 """
 
 import dataclasses
@@ -212,7 +213,7 @@ def decide(positions: Sequence[int], samples: Mapping, tau: float,
     parts = []
     for n in failed:
       r = ratios[positions.index(n)]
-      med, lo, hi = _median_ci(r, level)
+      med, lo, hi = median_ci(r, level)
       parts.append(f"N={n} {'free' if claims[n] else 'not free'}? R={med:.3f} "
                    f"[{lo:.3f}, {hi:.3f}] vs {1 + tau:g}, p={p_values[n]:.2g} "
                    f"over {int(np.isfinite(r).sum())} rounds")
@@ -223,6 +224,42 @@ def decide(positions: Sequence[int], samples: Mapping, tau: float,
                   ambiguous=failed, p_values=p_values)
 
 
-def _median_ci(values, level):
-  from nfp_jax import measure  # pylint: disable=g-import-not-at-top
-  return measure.median_ci(values, level)
+def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+  """(median, low, high) of `values` (NaNs dropped), with the distribution-free
+  order-statistic interval for a median: [x_(j), x_(k)] with ranks from
+  Binomial(n, 1/2) so that P(x_(j) <= median < x_(k)) >= level. It assumes only
+  independent rounds, not a shape of the noise; it is never clipped to hold the
+  point estimate (it always does for a median). With fewer than 6 values no
+  rank pair reaches 95%: the interval is then [min, max] (coverage 1 - 2^(1-n)).
+  """
+  x = np.sort(np.asarray(values, dtype=float))
+  x = x[np.isfinite(x)]
+  n = len(x)
+  if n == 0:
+    return float('nan'), float('nan'), float('nan')
+  median = float(np.median(x))
+  # Largest j with P(B < j) <= alpha/2, B ~ Binomial(n, 1/2): ranks j+1 .. n-j.
+  alpha = 1 - level
+  cdf, j = 0.0, 0
+  while j < n // 2:
+    cdf_next = cdf + math.comb(n, j) / 2**n
+    if cdf_next > alpha / 2:
+      break
+    cdf, j = cdf_next, j + 1
+  low = x[max(j - 1, 0)] if j else x[0]
+  high = x[n - j] if j else x[-1]
+  return median, float(low), float(high)
+
+
+def paired_ratios(samples, base) -> np.ndarray:
+  """Per-round ratios T_r(N) / T_r(1) over the rounds that timed both."""
+  samples, base = np.asarray(samples, float), np.asarray(base, float)
+  ok = np.isfinite(samples) & np.isfinite(base)
+  return samples[ok] / base[ok]
+
+
+def ratio_ci(samples, base, level: float = 0.95) -> tuple[float, float, float]:
+  """R(N) and its CI from rounds: the median of the paired per-round ratios
+  T_r(N)/T_r(1) (a slow round that slows every N alike cancels in its ratio)
+  with the order-statistic interval of that median (median_ci)."""
+  return median_ci(paired_ratios(samples, base), level)

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from nfp_jax import boundary
+
 STEAL_LIMIT = 0.02
 IOWAIT_LIMIT = 0.05
 CPU_PER_WALL_LIMIT = 0.8
@@ -120,7 +122,6 @@ def summarize(rounds: list, before: dict, after: dict, cpu: dict,
               bandwidth=None, level: float = 0.95) -> dict:
   """The `conditions` of a summary: CPU, load, marked rounds, XLA threads and
   the sentinel's bandwidth (median, CI, regime change)."""
-  from nfp_jax import measure  # pylint: disable=g-import-not-at-top
   out = dict(cpu_model=cpu.get('model'), isa_flags=cpu.get('isa_flags'),
              cores=cpu.get('cpu_count'), load_before=before.get('load1'),
              load_after=after.get('load1'), rounds=len(rounds),
@@ -128,7 +129,7 @@ def summarize(rounds: list, before: dict, after: dict, cpu: dict,
                                if rounds else None),
              xla=xla_threads())
   if bandwidth is not None and len(bandwidth):
-    med, lo, hi = measure.median_ci(bandwidth, level)
+    med, lo, hi = boundary.median_ci(bandwidth, level)
     out.update(bandwidth_gbs=med / 1e9, bandwidth_ci_gbs=[lo / 1e9, hi / 1e9],
                regime_change=regime_change(bandwidth))
   return out

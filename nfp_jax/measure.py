@@ -8,7 +8,6 @@ import ctypes
 import ctypes.util
 import dataclasses
 import gc
-import math
 import pathlib
 import tempfile
 import time
@@ -222,44 +221,3 @@ def time_interleaved(calls: Mapping[int, Callable[[], Any]], rounds: int,
   return time_rounds(calls, min_rounds=rounds, warmup=warmup, seed=seed,
                      on_round=(lambda r, _: on_round(r)) if on_round else None
                      ).samples
-
-
-def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-  """(median, low, high) of `values` (NaNs dropped), with the distribution-free
-  order-statistic interval for a median: [x_(j), x_(k)] with ranks from
-  Binomial(n, 1/2) so that P(x_(j) <= median < x_(k)) >= level. It assumes only
-  independent rounds, not a shape of the noise; it is never clipped to hold the
-  point estimate (it always does for a median). With fewer than 6 values no
-  rank pair reaches 95%: the interval is then [min, max] (coverage 1 - 2^(1-n)).
-  """
-  x = np.sort(np.asarray(values, dtype=float))
-  x = x[np.isfinite(x)]
-  n = len(x)
-  if n == 0:
-    return float('nan'), float('nan'), float('nan')
-  median = float(np.median(x))
-  # Largest j with P(B < j) <= alpha/2, B ~ Binomial(n, 1/2): ranks j+1 .. n-j.
-  alpha = 1 - level
-  cdf, j = 0.0, 0
-  while j < n // 2:
-    cdf_next = cdf + math.comb(n, j) / 2**n
-    if cdf_next > alpha / 2:
-      break
-    cdf, j = cdf_next, j + 1
-  low = x[max(j - 1, 0)] if j else x[0]
-  high = x[n - j] if j else x[-1]
-  return median, float(low), float(high)
-
-
-def paired_ratios(samples, base) -> np.ndarray:
-  """Per-round ratios T_r(N) / T_r(1) over the rounds that timed both."""
-  samples, base = np.asarray(samples, float), np.asarray(base, float)
-  ok = np.isfinite(samples) & np.isfinite(base)
-  return samples[ok] / base[ok]
-
-
-def ratio_ci(samples, base, level: float = 0.95) -> tuple[float, float, float]:
-  """R(N) and its CI from rounds: the median of the paired per-round ratios
-  T_r(N)/T_r(1) (a slow round that slows every N alike cancels in its ratio)
-  with the order-statistic interval of that median (median_ci)."""
-  return median_ci(paired_ratios(samples, base), level)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nfp_jax import boundary
 from nfp_jax import costs
 from nfp_jax import hardware
 from nfp_jax import measure
@@ -102,7 +103,7 @@ def sweep_reference(dtype: str, contraction: int, features: int,
   medians, intervals = [], []
   for n in positions:
     # The CI of a median: its order-statistic interval.
-    median, low, high = measure.median_ci(samples[n])
+    median, low, high = boundary.median_ci(samples[n])
     medians.append(median)
     intervals.append((low, high))
   return ReferenceCurve(dtype, contraction, features, tuple(positions),
@@ -163,8 +164,8 @@ def tile_period(steps, fine_limit: int = 64, min_steps: int = 2,
   if len(boundaries) < min_steps:
     return None
   period = 0
-  for boundary in boundaries:
-    period = math.gcd(period, boundary)
+  for edge in boundaries:
+    period = math.gcd(period, edge)
   if period < 2:
     return None
   multiples = range(period, fine_limit, period)
@@ -323,7 +324,7 @@ def spot_check(probe: dict, timer=time_gemm) -> dict:
   for ref, n in spot_points(probe):
     i = ref['positions'].index(n)
     cached_lo, cached_hi = ref['t_ci_s'][i]
-    now = measure.median_ci(timer(ref['dtype'], ref['contraction'],
+    now = boundary.median_ci(timer(ref['dtype'], ref['contraction'],
                                   ref['features'], n))
     points.append(dict(shape=[ref['contraction'], ref['features']], positions=n,
                        cached_ci_s=[cached_lo, cached_hi], now_s=list(now),

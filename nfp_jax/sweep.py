@@ -218,7 +218,7 @@ def time_curve(cfg, calls: dict, *, balance,
   cond = conditions.summarize(timed.conditions, before, conditions.snapshot(),
                               cpu, bandwidth)
   decisions = _decisions(positions, samples, taus, cond.get('regime_change'))
-  stats = [measure.ratio_ci(samples[n], samples[positions[0]]) for n in positions]
+  stats = [boundary.ratio_ci(samples[n], samples[positions[0]]) for n in positions]
   ratio, lo, hi = ([s[i] for s in stats] for i in range(3))
   bounds = {boundary.tau_key(t): boundary.find(positions, ratio, lo, hi, t)
             for t in taus}

@@ -3,7 +3,6 @@
 import numpy as np
 
 from nfp_jax import boundary
-from nfp_jax import measure
 
 POSITIONS = [1, 2, 4, 8, 16, 32, 64]
 
@@ -33,7 +32,7 @@ def test_noisy_curve_with_bootstrap_ci():
   curve = {1: 1.0, 2: 1.01, 4: 1.03, 8: 1.4, 16: 2.0}
   samples = {n: base * r * (1 + 0.02 * rng.standard_normal(40))
              for n, r in curve.items()}
-  stats = [measure.ratio_ci(samples[n], samples[1]) for n in curve]
+  stats = [boundary.ratio_ci(samples[n], samples[1]) for n in curve]
   b = boundary.find(list(curve), *zip(*stats), tau=0.1)
   assert b.nfp == 4 and b.certain
   assert b.verdicts == ('free', 'free', 'free', 'not_free', 'not_free')
@@ -53,7 +52,7 @@ def test_ambiguous_point_widens_the_range():
 def test_ratio_ci_is_paired_by_round():
   # Every round is slower or faster as a whole: pairing cancels it.
   rounds = np.linspace(1.0, 3.0, 30)
-  lo_hi = measure.ratio_ci(2.0 * rounds, rounds)
+  lo_hi = boundary.ratio_ci(2.0 * rounds, rounds)
   assert lo_hi == (2.0, 2.0, 2.0)
 
 

@@ -26,14 +26,14 @@ def simulate(true_ratio, rounds, rng, sigma=0.05, slow_share=0.1):
 
 def test_median_ci_ranks():
   # n = 30: P(B <= 9) = 0.021 <= 0.025 < P(B <= 10): ranks 10 and 21.
-  assert measure.median_ci(np.arange(1, 31)) == (15.5, 10.0, 21.0)
+  assert boundary.median_ci(np.arange(1, 31)) == (15.5, 10.0, 21.0)
   # Fewer than 6 values: [min, max]; never clipped, NaNs dropped.
-  assert measure.median_ci([3.0, 1.0, np.nan, 2.0]) == (2.0, 1.0, 3.0)
+  assert boundary.median_ci([3.0, 1.0, np.nan, 2.0]) == (2.0, 1.0, 3.0)
 
 
 def test_paired_ratio_cancels_slow_rounds():
   rounds = np.linspace(1.0, 3.0, 30)
-  assert measure.ratio_ci(2.0 * rounds, rounds) == (2.0, 2.0, 2.0)
+  assert boundary.ratio_ci(2.0 * rounds, rounds) == (2.0, 2.0, 2.0)
 
 
 def test_interval_covers_the_true_nfp():
