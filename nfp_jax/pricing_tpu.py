@@ -62,10 +62,11 @@ def _window_bytes(bounds, tile_elems: int, element_bytes: int) -> int:
 
 def hbm_bytes(fusion: hlo_tpu.Fusion) -> int:
   """Bytes a fusion moves to or from HBM: operands not in VMEM, and its
-  output unless that lives in VMEM; a dynamic-update-slice fusion (in place)
-  moves its update only; a while loop moves its body's bytes per iteration. Matmuls, reductions and custom calls read
+  output unless that lives in VMEM. Matmuls, reductions and custom calls read
   their operands whole; other fusions (elementwise, slices, gathers, copies)
-  read at most as much of an operand as they write (principle.kernel_bytes)."""
+  read at most as much of an operand as they write (principle.kernel_bytes).
+  A dynamic-update-slice fusion (in place) moves its update only; a while
+  loop moves its body's bytes per iteration."""
   if fusion.opcode == 'while':
     # Its body's work per iteration, trip_count times (once when unknown);
     # the loop state itself is not copied.
@@ -74,9 +75,10 @@ def hbm_bytes(fusion: hlo_tpu.Fusion) -> int:
     # Updated in place: the update is read (if in HBM) and written; the
     # buffer itself (the first operand) is neither read nor written whole.
     size = hlo_tpu._bytes(fusion.in_place_update)  # pylint: disable=protected-access
-    return (0 if fusion.memory_space else size) + sum(min(hlo_tpu._bytes(s), size)  # pylint: disable=protected-access
-                      for s, space in zip(fusion.operand_shapes[1:],
-                                          fusion.operand_spaces[1:]) if space == 0)
+    read = sum(min(hlo_tpu._bytes(s), size)  # pylint: disable=protected-access
+               for s, space in zip(fusion.operand_shapes[1:],
+                                   fusion.operand_spaces[1:]) if space == 0)
+    return read + (0 if fusion.memory_space else size)
   out = fusion.output_shape
   if fusion.opcode.endswith('-start'):
     out = hlo_tpu.async_destination(out)
