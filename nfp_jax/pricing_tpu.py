@@ -91,17 +91,24 @@ def hbm_bytes(fusion: hlo_tpu.Fusion) -> int:
 
 
 def row_windows(fusion: hlo_tpu.Fusion) -> int:
-  """Output windows along the rows (the second-minor dimension, in tiles of
-  the output layout): how often the weights are streamed."""
+  """Output windows along the rows (the second-minor dimension of the output
+  layout, in its tiles): how often the weights are streamed. The window
+  bounds run over the layout's dimensions from major to minor (seen on v5e:
+  values bf16[8,128,4,512]{3,1,2,0} has output window (1, 4, 16, 4) and 8
+  iterations: 8 heads one at a time, the 4 query heads, 16 row tiles of 8 and
+  4 column tiles whole), so the rows are dims[layout[1]] and their bound is
+  bounds[-2]; dims[-2] only for the default layout."""
   out = fusion.output_shape
   out = out[0] if isinstance(out, tuple) else out
   bounds = fusion.output_window_bounds
   if not bounds or len(out.dims) < 2 or len(bounds) != len(out.dims):
     return 1
+  layout = getattr(out, 'layout', None)
+  rows = layout[1] if layout and len(layout) == len(out.dims) else len(out.dims) - 2
   tile_rows = 8
   if fusion.tiles:
     tile_rows = int(fusion.tiles[2:].split(',')[0])
-  return -(-(-(-out.dims[-2] // tile_rows)) // max(bounds[-2], 1))
+  return -(-(-(-out.dims[rows] // tile_rows)) // max(bounds[-2], 1))
 
 
 def price_fusion(fusion: hlo_tpu.Fusion, balance, spec_tpu: dict

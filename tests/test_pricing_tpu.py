@@ -212,3 +212,26 @@ def test_in_place_update_and_while_loop_move_what_they_touch():
   # Two iterations, each reading one expert's 1 MB slice into VMEM.
   assert loop.trip_count == 2 and len(loop.body) == 2
   assert pricing_tpu.hbm_bytes(loop) == pytest.approx(2 * 4096 * 128 * 2, rel=1e-4)  # + scalar adds
+
+
+def test_row_windows_follow_the_output_layout():
+  """Window bounds run over the layout's dimensions, major to minor. Attention
+  at N=1 on v6e (kv 32768) writes bf16[8,128,4]{1,2,0:T(4,128)} with output
+  window (8, 1, 1): its rows are dimension 2 (the 4 query heads of a group),
+  one tile, one window; read as the logical dims[-2] (128) the value cache
+  would be streamed 32 times. The values at N=128 on v5e,
+  bf16[8,128,4,128]{3,1,2,0:T(8,128)} with window (8, 4, 16, 1) and one
+  iteration, hold their 16 row tiles in one window."""
+  def values(out, tiles, window):
+    return hlo_tpu.Fusion(
+        name='fusion', kind='tpu_conv', opcode='fusion', fusion_kind='kOutput',
+        source_op='values', source_ops=('values',), output_shape=out,
+        operand_shapes=(), operand_spaces=(), tiles=tiles, memory_space=1,
+        output_window_bounds=window)
+  n1 = values(hlo.Shape('bf16', (8, 128, 4), (1, 2, 0)), 'T(4,128)(2,1)', (8, 1, 1))
+  assert pricing_tpu.row_windows(n1) == 1
+  default = values(hlo.Shape('bf16', (8, 128, 4)), 'T(4,128)(2,1)', (8, 1, 1))
+  assert pricing_tpu.row_windows(default) == 32
+  n128 = values(hlo.Shape('bf16', (8, 128, 4, 128), (3, 1, 2, 0)), 'T(8,128)(2,1)',
+                (8, 4, 16, 1))
+  assert pricing_tpu.row_windows(n128) == 1
