@@ -180,8 +180,9 @@ def decide(positions: Sequence[int], samples: Mapping, tau: float,
   """NFP_tau of timed rounds, decided or unresolved.
 
   `decided` needs, at family-wise confidence 95% (Holm over the points
-  involved, at 2.5% since each point's side is chosen from its data): every swept 1 < n <= NFP free (sign test of the paired ratios'
-  median <= 1 + tau) and the next swept N not free (median > 1 + tau). Else
+  involved, at 2.5% since each point's side is chosen from its data): every
+  swept 1 < n <= NFP free (sign test of the paired ratios' median <= 1 + tau)
+  and the next swept N not free (median > 1 + tau). Else
   `unresolved`, naming the N whose test failed. The interval is the 5th-95th
   percentile range of the NFPs of a joint bootstrap over rounds.
   """
