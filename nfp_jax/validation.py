@@ -315,9 +315,11 @@ def summarize(records: Sequence[dict], tau_key: str = '0.1') -> dict:
         a['share_within_1_5x'] == b['share_within_1_5x']
         and a['median_abs_log2_error'] < b['median_abs_log2_error']))
   measured = [measured_target(r, tau_key) for r in decided]
+  unresolved = [r for r in records if r not in decided]
   return dict(
       tau=tau_key, cases=len(records), decided=len(decided),
-      unresolved=[r['name'] for r in records if r not in decided],
+      unresolved=[r['name'] for r in unresolved],
+      unresolved_intervals=[unresolved_detail(r, tau_key) for r in unresolved],
       censored=sum(m['censored'] for m in measured),
       share_measured_above_2=(sum(m['nfp'] > 2 for m in measured) / len(measured)
                               if measured else None),
@@ -325,6 +327,17 @@ def summarize(records: Sequence[dict], tau_key: str = '0.1') -> dict:
       principle_beats={p: better(p) for p in PREDICTORS if p != 'principle'},
       misses_over_2x=[r['name'] for r, e in zip(decided, per_case)
                       if abs(e['principle']) > WITHIN_2])
+
+
+def unresolved_detail(record: dict, key: str) -> dict:
+  """An unresolved case beside its bootstrap interval: whether the principle's
+  NFP lies inside it, and whether the whole interval lies above 2 (NFP > 2 is
+  then supported although its value is not decided). Not part of the shares."""
+  m = measured_target(record, key)
+  error = case_errors(record, key)['principle']
+  return dict(name=record['name'], interval=[m['low'], m['high']],
+              principle=predicted_nfp(record, 'principle', key),
+              principle_inside=error == 0.0, above_2=m['low'] > 2)
 
 
 def case_record(name: str, measured_summary: dict, prediction, taus) -> dict:
@@ -435,6 +448,15 @@ def markdown(records, summary, machine: dict, key: str = '0.1') -> str:
               f"{_pct(above)} of decided cases; the principle beats "
               + ', '.join(f"{PREDICTOR_LABELS[p]}: {'yes' if b else 'no'}"
                           for p, b in s['principle_beats'].items()) + '.', '']
+    detail = s.get('unresolved_intervals') or []
+    if detail:
+      lines += [f"Unresolved cases (not scored) against their bootstrap NFP "
+                f"interval: the principle's NFP lies inside it in "
+                f"{sum(d['principle_inside'] for d in detail)} of {len(detail)}; "
+                f"the whole interval lies above 2 in "
+                f"{sum(d['above_2'] for d in detail)} of {len(detail)} ("
+                + ', '.join(f"{d['name']} [{d['interval'][0]:g}, {d['interval'][1]:g}] "
+                            f"vs {d['principle']:g}" for d in detail) + ').', '']
     lines += _score_table(s) + [''] + _case_table(rows, key) + ['']
   return '\n'.join(lines) + '\n'
 

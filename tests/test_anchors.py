@@ -1,12 +1,14 @@
 """The anchor readers on real excerpts, the robust NFP rule, symmetric censoring,
 scoring, and the validate CLI's bad-input exits."""
 
+import dataclasses
 import pathlib
 
 import pytest
 
 from nfp_jax import anchors
 from nfp_jax import errors
+from nfp_jax import targets
 from tests import cli
 
 DATA = pathlib.Path(__file__).parent / 'data'
@@ -118,3 +120,22 @@ def test_compiled_linear_matches_the_derived_structure():
   floor = pricing_gpu.forward_floor_s(target.spec)
   for p, t in list(zip(points, compiled.t_pred_s))[1:]:
     assert t - floor == pytest.approx(p.t_s, rel=1e-6)
+
+
+def test_missing_mechanism_names_a_slow_small_m_kernel():
+  """A measured curve slower at N <= 4 than at N = 8-16 (L40S 4096x32 reads
+  3, 18, 18, 18 us then 4 us from N = 16) gets its own line; a plain curve
+  falls through to the other rules."""
+  spec = targets.resolve('l40s').spec
+  positions = (1, 2, 3, 4, 8, 16, 32)
+  slow = anchors.AnchorCurve('x', 'l40s', 'l40s', 'gemm', 4096, 32, positions,
+                             (3e-6, 18e-6, 18e-6, 18e-6, 18e-6, 4e-6, 4e-6), 'test', 'test')
+  measured = anchors.robust_nfp(positions, slow.t_s, 0.1)
+  assert measured.censored
+  line = anchors._missing_mechanism(slow, measured, anchors.Nfp(2, False, 3),
+                                    [3e-6] * 7, spec)
+  assert 'slower kernel at N <= 4' in line and '4.5x' in line
+  plain = dataclasses.replace(slow, t_s=(3e-6,) * 7)
+  line = anchors._missing_mechanism(plain, anchors.robust_nfp(positions, plain.t_s, 0.1),
+                                    anchors.Nfp(2, False, 3), [3e-6] * 7, spec)
+  assert 'slower kernel' not in line

@@ -91,6 +91,18 @@ def test_scores_shares_and_unresolved_cases():
   assert s['principle_beats'] == {'resource': True, 'idle': True, 'always_1': True}
   assert s['misses_over_2x'] == ['m2-p8']
   assert s['share_measured_above_2'] == pytest.approx(2 / 4)
+  # The unresolved case beside its interval (the point NFP here: [2, 2]).
+  assert s['unresolved_intervals'] == [dict(name='m2-p8', interval=[2.0, 2.0],
+                                            principle=8, principle_inside=False,
+                                            above_2=False)]
+  wide = record(4, principle_nfp=4, nfp_interval={'0.1': [3, 6]},
+                nfp_status={'0.1': 'unresolved'})
+  detail = validation.summarize([wide])['unresolved_intervals'][0]
+  assert detail['principle_inside'] and detail['above_2']
+  wide.update(binding_mechanism={'0.1': 'resource'}, t1_roofline_fraction=0.5,
+              t_abs_log2_error=0.1, log2_error={'0.1': validation.case_errors(wide, '0.1')})
+  text = validation.markdown([wide], validation.summarize([wide]), {})
+  assert 'inside it in 1 of 1' in text and 'above 2 in 1 of 1' in text
 
 
 def prediction(t_pred, nfp, mechanism='kernel_switch', kinds=None, positions=(1, 2, 4, 8)):
