@@ -371,10 +371,16 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   call floor: a trivial compiled call (x + 1 on one element), dispatch included;
   kernel overhead: the slope of a chain of 1 vs 33 tiny dependent matmuls
     (each followed by a tanh), per kernel as the compiled programs count them;
-  fresh buffers: a broadcast into a new output of 8..64 MiB. From some size on
-    the allocator hands out new pages on every call (glibc: mmap at >= 32 MiB)
-    and the write runs at page-fault speed: the smallest such size is
-    fresh_threshold_bytes, the write speed above it fault_bandwidth.
+  fresh buffers: a program whose temp buffer is 8..64 MiB (a bfloat16 matrix
+    converted to float32, then a GEMV over it: the converted copy is the
+    temp, as a bfloat16 block's converted weights are). From some size on the
+    allocator hands out new pages on every call (glibc: mmap above its
+    threshold, pinned at 32 MiB) and the call slows to page-fault speed: the
+    smallest such size (more than 4x slower per byte than the 8 MiB one) is
+    fresh_threshold_bytes; fault_bandwidth is the temp's bytes over the time
+    beyond what the 8 MiB speed gives. A broadcast into a fresh output was
+    used before: its threshold read 33 MiB in one measurement and 64 MiB in
+    another on the same machine (outputs outlive the call), the temp's did not.
   """
   device = device or jax.devices()[0]
   details = {'matmul_flops': {}, 'read_bandwidth': {}, 'fresh_write': {},
@@ -398,13 +404,16 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   kernels = [kernel_count(_chain_of_dots(k), (tiny, tiny)) for k in (1, 33)]
   details['overhead_chain_kernels'] = kernels
   kernel_overhead = max(0.0, (chain[1] - chain[0]) / max(kernels[1] - kernels[0], 1))
+  vec = _device_put(jnp.ones((1024,), jnp.float32), device)
   for mib in _FRESH_SIZES_MIB:
-    n = mib * _MIB // 4
-    t = _median_time(lambda s, n=n: jnp.broadcast_to(s, (n,)) * 1.0, (one,),
-                     repeats + 4)
+    w = _device_put(jnp.ones((mib * _MIB // 4 // 1024, 1024), jnp.bfloat16), device)
+    t = _median_time(lambda w, v: w.astype(jnp.float32) @ v, (w, vec), repeats + 4)
     details['fresh_write'][str(mib)] = mib * _MIB / t
+    del w
   small = details['fresh_write'][str(_FRESH_SIZES_MIB[0])]
-  slow = [m for m in _FRESH_SIZES_MIB if details['fresh_write'][str(m)] < small / 8]
+  slow = [m for m in _FRESH_SIZES_MIB if details['fresh_write'][str(m)] < small / 4]
+  fault_s = [mib * _MIB / details['fresh_write'][str(mib)] - mib * _MIB / small
+             for mib in slow]
   details['device_kind'] = device.device_kind
   details['platform'] = device.platform
   details['machine'] = machine_key(device)
@@ -415,7 +424,7 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
       bandwidth=max(details['read_bandwidth'].values()),
       source='microbenchmark', call_floor_s=floor,
       kernel_overhead_s=kernel_overhead,
-      fault_bandwidth=(min(details['fresh_write'][str(m)] for m in slow)
+      fault_bandwidth=(min(m * _MIB / t for m, t in zip(slow, fault_s))
                        if slow else None),
       fresh_threshold_bytes=slow[0] * _MIB if slow else None, details=details)
 
@@ -512,7 +521,7 @@ def machine_key(device=None) -> str:
           f'{os.cpu_count()} cpus|jax {jax.__version__}')
 
 
-_CACHE_VERSION = 6  # bump when measure_local measures something new
+_CACHE_VERSION = 7  # bump when measure_local measures something new
 
 
 BALANCE_SPOT_LIMIT = 0.25  # a cached peak off by more than this is re-measured
