@@ -34,9 +34,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Run the quick subset of the grid.')
 flags.DEFINE_list('cases', None, 'Run only these case names (see --list).')
 flags.DEFINE_bool('list', False, 'List the cases and exit.')
-flags.DEFINE_list('anchor', [], 'GPU anchor files (../shared/anchors: vidur MLP '
-                  'profiles, the aiconfigurator GEMM table), scored by '
-                  'nfp_jax.anchors into anchors.json/.md/.png.')
+flags.DEFINE_multi_string('anchor', [], 'GPU anchor files (../shared/anchors: '
+                          'vidur MLP profiles, the aiconfigurator GEMM table), '
+                          'repeated or comma-separated, scored by nfp_jax.anchors '
+                          'into anchors.json/.md/.png.')
 flags.DEFINE_bool('anchor_only', False, 'Only the anchors, no CPU cases.')
 flags.DEFINE_string('positions', '1,2,3,4,6,8,12,16,24,32,48,64', 'Swept N.')
 flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds per case; '
@@ -86,7 +87,8 @@ def main(argv):
   positions = common.parse_positions(FLAGS.positions)
   plan = common.round_plan()
   cases = [] if FLAGS.anchor_only else validation.select_cases(FLAGS.cases, FLAGS.quick)
-  for path in FLAGS.anchor:
+  anchor_paths = [p for value in FLAGS.anchor for p in value.split(',') if p]
+  for path in anchor_paths:
     anchors_lib.read(path)  # a bad anchor file: one sentence, exit 2, first
   out = common.output_folder(FLAGS.out, 'validate')
   device = jax.devices()[0]
@@ -102,8 +104,8 @@ def main(argv):
         balance_for=balance_for, probe=probe,
         on_case=_case_done(out, len(cases), balance_for))
   anchor_summary = None
-  if FLAGS.anchor:
-    anchor_report = run_anchors(FLAGS.anchor, out)
+  if anchor_paths:
+    anchor_report = run_anchors(anchor_paths, out)
     anchor_summary = anchor_report['summary']
     print((out / 'anchors.md').read_text())
   summary = validation.summarize(records) if records else None

@@ -90,8 +90,10 @@ def test_evaluate_scores_every_predictor_on_an_excerpt():
 
 
 def test_validate_cli_bad_anchor_exits_2(tmp_path, cli_env):
+  # A repeated --anchor reads every file (the bad one first, a good one last).
   proc = cli.run('experiments.validate', ['--anchor', str(DATA / 'hlo' / 'MANIFEST.json'),
-                                          '--anchor_only', '--out', str(tmp_path / 'v')],
+                                          '--anchor', str(AIC), '--anchor_only',
+                                          '--out', str(tmp_path / 'v')],
                  cli_env)
   assert proc.returncode == 2
   assert 'neither a vidur MLP profile nor an aiconfigurator' in proc.stderr
