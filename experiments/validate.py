@@ -39,6 +39,9 @@ flags.DEFINE_multi_string('anchor', [], 'GPU anchor files (../shared/anchors: '
                           'repeated or comma-separated, scored by nfp_jax.anchors '
                           'into anchors.json/.md/.png.')
 flags.DEFINE_bool('anchor_only', False, 'Only the anchors, no CPU cases.')
+flags.DEFINE_integer('anchor_stride', 1, 'Score every k-th curve of each anchor '
+                     'file (for a tiling that compiles every N, e.g. cost-model).',
+                     lower_bound=1)
 flags.DEFINE_string('positions', '1,2,3,4,6,8,12,16,24,32,48,64', 'Swept N.')
 flags.DEFINE_integer('repeats', None, 'A fixed number of timed rounds per case; '
                      'default: the sweep\'s adaptive rounds (a case whose '
@@ -71,7 +74,8 @@ def _case_done(out, count, balance_for):
 
 def run_anchors(paths, out) -> dict:
   """The GPU anchors (anchors.evaluate): anchors.json, anchors.md, anchors.png."""
-  report = anchors_lib.evaluate(paths, tiling=FLAGS.tiling, progress=_progress)
+  report = anchors_lib.evaluate(paths, tiling=FLAGS.tiling, stride=FLAGS.anchor_stride,
+                                progress=_progress)
   results.write_json(out / 'anchors.json', report)
   (out / 'anchors.md').write_text(anchors_lib.markdown(report))
   plots.anchor_overview(report['curves'], out / 'anchors.png')

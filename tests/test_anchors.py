@@ -89,6 +89,13 @@ def test_evaluate_scores_every_predictor_on_an_excerpt():
   assert 'within x2' in text and 'Censoring' in text
 
 
+def test_evaluate_stride_keeps_every_kth_curve():
+  every = anchors.evaluate(AIC, stride=1, taus=(0.1,))
+  second = anchors.evaluate(AIC, stride=2, taus=(0.1,))
+  assert [r['name'] for r in second['curves']] == [r['name'] for r in every['curves']][::2]
+  assert second['stride'] == 2 and '(one curve in 2)' in anchors.markdown(second)
+
+
 def test_validate_cli_bad_anchor_exits_2(tmp_path, cli_env):
   # A repeated --anchor reads every file (the bad one first, a good one last).
   proc = cli.run('experiments.validate', ['--anchor', str(DATA / 'hlo' / 'MANIFEST.json'),
