@@ -247,40 +247,54 @@ def principle_curve(curve: AnchorCurve, target, tiling: str | None,
 SLOW_SMALL_M = 1.3
 
 
-def _missing_mechanism(curve, measured: Nfp, predicted: Nfp, t_pred, spec) -> str:
-  """One line: what the model lacks for a miss beyond x2 (a stated rule on the
-  curve's shape, not a diagnosis from data the model never saw)."""
+# What the model lacks for a miss beyond x2, one line per rule (name -> text).
+MISSING_MECHANISMS = dict(
+    slow_small_m='the stack runs a slower kernel at N <= 4 than at N = 8-16 (median '
+                 'T(N<=4) is {factor:.1f}x the fastest T(8..16)), which the rule\'s '
+                 'baseline absorbs; no modelled candidate is slower at fewer rows',
+    small_m_step='measured time grows from a few rows on (per-row costs of the real '
+                 'kernel: a GEMV-to-GEMM switch or small-M kernel the modelled '
+                 'candidates do not have)',
+    tile_edge='a tile edge at N={edge} in the measured kernel (the stack\'s GEMM '
+              'tile) that the cheapest modelled candidate lacks',
+    early_compute='the real kernel leaves the memory bound earlier: compute or '
+                  'occupancy efficiency below tensor_efficiency at this shape',
+    harness_l2='weights fit in L2 and stay there between timed calls: the measured '
+               'T(1) is lower than an HBM stream, L2 residency across calls is not '
+               'modelled',
+    stack_fixed_cost='measured T(1) is far above the model (fixed costs of the '
+                     'stack not modelled), which flattens the measured curve',
+    steps_too_early='the real kernel keeps its time longer: better overlap or a '
+                    'larger M tile than the cheapest modelled candidate (the model '
+                    'steps too early)')
+
+
+def _missing_mechanism(curve, measured: Nfp, predicted: Nfp, t_pred, spec) -> dict:
+  """What the model lacks for a miss beyond x2: {name, text}, by the first rule
+  that applies to the curve's shape (stated rules, not a diagnosis from data
+  the model never saw)."""
   positions = list(curve.positions)
   weights = curve.k * curve.f * 2
   t = dict(zip(positions, curve.t_s))
   baseline = statistics.median(t[n] for n in positions if n <= 4)
   later = [t[n] for n in positions if 8 <= n <= 16]
+  name, fields = 'steps_too_early', {}
   if later and baseline >= SLOW_SMALL_M * min(later):
-    return ('the stack runs a slower kernel at N <= 4 than at N = 8-16 (median '
-            f'T(N<=4) is {baseline / min(later):.1f}x the fastest T(8..16)), '
-            'which the rule\'s baseline absorbs; no modelled candidate is '
-            'slower at fewer rows')
-  if predicted.censored or (not measured.censored and predicted.nfp > measured.nfp):
+    name, fields = 'slow_small_m', dict(factor=baseline / min(later))
+  elif predicted.censored or (not measured.censored and predicted.nfp > measured.nfp):
     i = positions.index(measured.crossing) if measured.crossing else None
     pair = i is not None and i > 0 and positions[i - 1] == measured.crossing - 1
     if measured.crossing is not None and measured.crossing <= 17:
-      return ('measured time grows from a few rows on (per-row costs of the real '
-              'kernel: a GEMV-to-GEMM switch or small-M kernel the modelled '
-              'candidates do not have)')
-    if pair:
-      return (f'a tile edge at N={measured.crossing - 1} in the measured kernel '
-              '(the stack\'s GEMM tile) that the cheapest modelled candidate lacks')
-    return ('the real kernel leaves the memory bound earlier: compute or '
-            'occupancy efficiency below tensor_efficiency at this shape')
-  if weights <= (spec.l2_bytes or 0):
-    return ('weights fit in L2 and stay there between timed calls: the measured '
-            'T(1) is lower than an HBM stream, L2 residency across calls is not '
-            'modelled')
-  if t_pred[0] < curve.t_s[0] / 2:
-    return ('measured T(1) is far above the model (fixed costs of the stack not '
-            'modelled), which flattens the measured curve')
-  return ('the real kernel keeps its time longer: better overlap or a larger M '
-          'tile than the cheapest modelled candidate (the model steps too early)')
+      name = 'small_m_step'
+    elif pair:
+      name, fields = 'tile_edge', dict(edge=measured.crossing - 1)
+    else:
+      name = 'early_compute'
+  elif weights <= (spec.l2_bytes or 0):
+    name = 'harness_l2'
+  elif t_pred[0] < curve.t_s[0] / 2:
+    name = 'stack_fixed_cost'
+  return dict(name=name, text=MISSING_MECHANISMS[name].format(**fields))
 
 
 def evaluate_curve(curve: AnchorCurve, *, tiling: str | None = None,
@@ -355,9 +369,15 @@ def summarize(records, tau_key: str = '0.1') -> dict:
   for r in records:
     m = r['binding_mechanism'][tau_key] or 'no crossing'
     mechanisms[m] = mechanisms.get(m, 0) + 1
+  missing = {}
+  for r in records:
+    miss = r['missing_mechanism'][tau_key]
+    if miss:
+      counts = missing.setdefault(r['gpu'], {})
+      counts[miss['name']] = counts.get(miss['name'], 0) + 1
   return dict(tau=tau_key, all=_scores(records, tau_key),
               per_gpu={g: _scores(rs, tau_key) for g, rs in sorted(by_gpu.items())},
-              binding_mechanisms=mechanisms,
+              binding_mechanisms=mechanisms, missing_mechanisms=missing,
               misses_beyond_2x=sum(bool(r['missing_mechanism'][tau_key])
                                    for r in records),
               measured_censored=sum(r['nfp'][tau_key]['measured_censored']
@@ -450,14 +470,21 @@ def markdown(report: dict, tau_key: str = '0.1') -> str:
             'Binding mechanism of the principle at its boundary: ' +
             ', '.join(f'{m} {c}' for m, c in sorted(s['binding_mechanisms'].items())),
             '', f"## Misses beyond x2 ({s['misses_beyond_2x']}): the mechanism the "
-            'model lacks', '']
+            'model lacks', '',
+            'Counts per GPU, by the first rule that applies (names: '
+            'anchors.MISSING_MECHANISMS):', '']
+  for gpu, counts in sorted(s.get('missing_mechanisms', {}).items()):
+    lines.append(f"- {gpu}: " + ', '.join(
+        f'{name} {count}' for name, count in sorted(counts.items(), key=lambda kv: -kv[1])))
+  lines.append('')
   for r in report['curves']:
     miss = r['missing_mechanism'][tau_key]
     if miss:
       n = r['nfp'][tau_key]
       lines.append(f"- {r['name']}: measured {n['measured']}"
                    f"{'+' if n['measured_censored'] else ''}, predicted "
-                   f"{n['principle']}{'+' if n['principle_censored'] else ''}: {miss}")
+                   f"{n['principle']}{'+' if n['principle_censored'] else ''}: "
+                   f"{miss['name']}: {miss['text']}")
   return '\n'.join(lines) + '\n'
 
 

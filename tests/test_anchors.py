@@ -83,7 +83,9 @@ def test_evaluate_scores_every_predictor_on_an_excerpt():
   for r in report['curves']:
     assert r['tiling_source'] == 'model-autotune' and len(r['configs']) == 45
     if abs(r['log2_error']['0.1']['principle']) > 1:
-      assert r['missing_mechanism']['0.1']
+      assert r['missing_mechanism']['0.1']['name'] in anchors.MISSING_MECHANISMS
+      counts = s['missing_mechanisms'][r['gpu']]
+      assert counts[r['missing_mechanism']['0.1']['name']] >= 1
   assert 'calibrat' in report['pricing']['h200']['calibration']
   text = anchors.markdown(report)
   assert 'within x2' in text and 'Censoring' in text
@@ -141,10 +143,11 @@ def test_missing_mechanism_names_a_slow_small_m_kernel():
                              (3e-6, 18e-6, 18e-6, 18e-6, 18e-6, 4e-6, 4e-6), 'test', 'test')
   measured = anchors.robust_nfp(positions, slow.t_s, 0.1)
   assert measured.censored
-  line = anchors._missing_mechanism(slow, measured, anchors.Nfp(2, False, 3),
+  miss = anchors._missing_mechanism(slow, measured, anchors.Nfp(2, False, 3),
                                     [3e-6] * 7, spec)
-  assert 'slower kernel at N <= 4' in line and '4.5x' in line
+  assert miss['name'] == 'slow_small_m' and '4.5x' in miss['text']
   plain = dataclasses.replace(slow, t_s=(3e-6,) * 7)
-  line = anchors._missing_mechanism(plain, anchors.robust_nfp(positions, plain.t_s, 0.1),
+  miss = anchors._missing_mechanism(plain, anchors.robust_nfp(positions, plain.t_s, 0.1),
                                     anchors.Nfp(2, False, 3), [3e-6] * 7, spec)
-  assert 'slower kernel' not in line
+  assert miss['name'] != 'slow_small_m' and miss['text'] in (
+      text for text in anchors.MISSING_MECHANISMS.values())
