@@ -376,9 +376,9 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
     temp, as a bfloat16 block's converted weights are). From some size on the
     allocator hands out new pages on every call (glibc: mmap above its
     threshold, pinned at 32 MiB) and the call slows to page-fault speed: the
-    smallest such size (more than 4x slower per byte than the 8 MiB one) is
-    fresh_threshold_bytes; fault_bandwidth is the temp's bytes over the time
-    beyond what the 8 MiB speed gives. A broadcast into a fresh output was
+    smallest such size (more than 4x slower per byte than the faster of 8 and
+    16 MiB) is fresh_threshold_bytes; fault_bandwidth is the temp's bytes over
+    the time beyond what that speed gives. A broadcast into a fresh output was
     used before: its threshold read 33 MiB in one measurement and 64 MiB in
     another on the same machine (outputs outlive the call), the temp's did not.
   """
@@ -410,7 +410,7 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
     t = _median_time(lambda w, v: w.astype(jnp.float32) @ v, (w, vec), repeats + 4)
     details['fresh_write'][str(mib)] = mib * _MIB / t
     del w
-  small = details['fresh_write'][str(_FRESH_SIZES_MIB[0])]
+  small = max(details['fresh_write'][str(m)] for m in _FRESH_SIZES_MIB[:2])
   slow = [m for m in _FRESH_SIZES_MIB if details['fresh_write'][str(m)] < small / 4]
   fault_s = [mib * _MIB / details['fresh_write'][str(mib)] - mib * _MIB / small
              for mib in slow]
