@@ -143,12 +143,17 @@ class Nfp:
   crossing: int | None  # the first of the two grid points above the threshold
 
 
+def baseline(positions, times) -> float:
+  """The robust rule's baseline: the median of T(N <= 4)."""
+  return statistics.median(t for n, t in zip(positions, times) if n <= 4)
+
+
 def robust_nfp(positions, times, tau: float) -> Nfp:
   """baseline = median T(N <= 4); the crossing is the first of two consecutive
   grid points above (1 + tau) x baseline, NFP the grid point before it (the
   first grid point if the crossing is there); censored at the grid end."""
-  baseline = statistics.median(t for n, t in zip(positions, times) if n <= 4)
-  above = [t > (1 + tau) * baseline for t in times]
+  base = baseline(positions, times)
+  above = [t > (1 + tau) * base for t in times]
   for i in range(len(times) - 1):
     if above[i] and above[i + 1]:
       return Nfp(positions[max(i - 1, 0)], False, positions[i])
@@ -275,12 +280,11 @@ def _missing_mechanism(curve, measured: Nfp, predicted: Nfp, t_pred, spec) -> di
   the model never saw)."""
   positions = list(curve.positions)
   weights = curve.k * curve.f * 2
-  t = dict(zip(positions, curve.t_s))
-  baseline = statistics.median(t[n] for n in positions if n <= 4)
-  later = [t[n] for n in positions if 8 <= n <= 16]
+  base = baseline(positions, curve.t_s)
+  later = [t for n, t in zip(positions, curve.t_s) if 8 <= n <= 16]
   name, fields = 'steps_too_early', {}
-  if later and baseline >= SLOW_SMALL_M * min(later):
-    name, fields = 'slow_small_m', dict(factor=baseline / min(later))
+  if later and base >= SLOW_SMALL_M * min(later):
+    name, fields = 'slow_small_m', dict(factor=base / min(later))
   elif predicted.censored or (not measured.censored and predicted.nfp > measured.nfp):
     i = positions.index(measured.crossing) if measured.crossing else None
     pair = i is not None and i > 0 and positions[i - 1] == measured.crossing - 1

@@ -404,10 +404,10 @@ def measure_local(dtype: str, device=None, repeats: int = 5) -> Balance:
   kernels = [kernel_count(_chain_of_dots(k), (tiny, tiny)) for k in (1, 33)]
   details['overhead_chain_kernels'] = kernels
   kernel_overhead = max(0.0, (chain[1] - chain[0]) / max(kernels[1] - kernels[0], 1))
-  vec = _device_put(jnp.ones((1024,), jnp.float32), device)
+  row = _device_put(jnp.ones((1024,), jnp.float32), device)
   for mib in _FRESH_SIZES_MIB:
     w = _device_put(jnp.ones((mib * _MIB // 4 // 1024, 1024), jnp.bfloat16), device)
-    t = _median_time(lambda w, v: w.astype(jnp.float32) @ v, (w, vec), repeats + 4)
+    t = _median_time(lambda w, v: w.astype(jnp.float32) @ v, (w, row), repeats + 4)
     details['fresh_write'][str(mib)] = mib * _MIB / t
     del w
   small = max(details['fresh_write'][str(m)] for m in _FRESH_SIZES_MIB[:2])
