@@ -160,6 +160,18 @@ def robust_nfp(positions, times, tau: float) -> Nfp:
   return Nfp(positions[-1], True, None)
 
 
+TAU_BAND = 0.02
+
+
+def tau_sensitive(positions, times, tau: float) -> bool:
+  """Whether the measured NFP moves by more than x2 when tau moves by
+  +-TAU_BAND: the curve sits on a plateau near the tolerance, and its NFP at
+  tau is a coin toss between the plateau's two ends."""
+  lo = robust_nfp(positions, times, tau - TAU_BAND).nfp
+  hi = robust_nfp(positions, times, tau + TAU_BAND).nfp
+  return hi > 2 * lo
+
+
 def log2_error(predicted: Nfp, measured: Nfp, grid_end: int) -> float:
   """log2(predicted / measured), censoring symmetric: a prediction that never
   crosses is at the grid end; against a censored measurement a prediction at
@@ -325,7 +337,7 @@ def evaluate_curve(curve: AnchorCurve, *, tiling: str | None = None,
                 t_measured_s=list(curve.t_s), t_pred_s=t_pred,
                 t_resource_s=t_res, configs=configs, tiling_source=source,
                 framework=curve.framework, nfp={}, log2_error={},
-                binding_mechanism={}, missing_mechanism={})
+                binding_mechanism={}, missing_mechanism={}, tau_sensitive={})
   for tau in taus:
     key = boundary.tau_key(tau)
     measured = robust_nfp(positions, curve.t_s, tau)
@@ -337,6 +349,7 @@ def evaluate_curve(curve: AnchorCurve, *, tiling: str | None = None,
         measured=measured.nfp, measured_censored=measured.censored,
         principle=pred.nfp, principle_censored=pred.censored,
         resource=res.nfp, resource_censored=res.censored, idle=idle_n)
+    record['tau_sensitive'][key] = tau_sensitive(positions, curve.t_s, tau)
     record['log2_error'][key] = {name: log2_error(p, measured, end) for name, p in
                                  (('principle', pred), ('resource', res),
                                   ('idle', idle))}
@@ -379,8 +392,13 @@ def summarize(records, tau_key: str = '0.1') -> dict:
     if miss:
       counts = missing.setdefault(r['gpu'], {})
       counts[miss['name']] = counts.get(miss['name'], 0) + 1
+  steady = {g: [r for r in rs if not r['tau_sensitive'][tau_key]]
+            for g, rs in sorted(by_gpu.items())}
   return dict(tau=tau_key, all=_scores(records, tau_key),
               per_gpu={g: _scores(rs, tau_key) for g, rs in sorted(by_gpu.items())},
+              tau_sensitive={g: len(by_gpu[g]) - len(rs) for g, rs in steady.items()},
+              per_gpu_tau_steady={g: _scores(rs, tau_key)['principle']
+                                  for g, rs in steady.items() if rs},
               binding_mechanisms=mechanisms, missing_mechanisms=missing,
               misses_beyond_2x=sum(bool(r['missing_mechanism'][tau_key])
                                    for r in records),
@@ -470,6 +488,14 @@ def markdown(report: dict, tau_key: str = '0.1') -> str:
       lines.append(f"| {gpu} | {name} | {sc['curves']} | {_pct(sc['share_within_1_5x'])} "
                    f"| {_pct(sc['share_within_2x'])} | "
                    f"{sc['median_abs_log2_error']:.2f} | {idle} |")
+  lines += ['', f'Measured NFP sensitive to tau (moves by more than x2 when tau moves by '
+            f'+-{TAU_BAND}: a plateau near the tolerance): ' + ', '.join(
+                f"{g} {n} of {s['per_gpu'][g]['principle']['curves']}"
+                for g, n in s['tau_sensitive'].items()) + '. The principle on the '
+            'other curves (kept in the shares above; shown apart, not a replacement): ' +
+            '; '.join(f"{g} within x2 {_pct(sc['share_within_2x'])}, median abs log2 err "
+                      f"{sc['median_abs_log2_error']:.2f}"
+                      for g, sc in s['per_gpu_tau_steady'].items()) + '.']
   lines += ['', f"Measured curves censored (never cross): {s['measured_censored']}. "
             'Binding mechanism of the principle at its boundary: ' +
             ', '.join(f'{m} {c}' for m, c in sorted(s['binding_mechanisms'].items())),

@@ -15,11 +15,15 @@ the features, block_k, split-K s, warps, stages) on a spec-table GPU:
              (4 tensor cores per SM, one per sub-partition; a warp uses one) x
              mma_sync_fraction for Triton tiles that cannot use wgmma on sm_90.
   memory     a kernel that streams from HBM first pays dram_fill_s (the first
-             loads' latency and the drain of the last wave). HBM bytes: weights, activations and output once; weight panels
-             re-read by every extra position tile (and activations by every extra
-             feature tile) hit L2 with fraction min(1, L2 / live set), the live
-             set being the panels of one wave (grouped tile order: a panel's
-             position tiles run side by side); split-K f32 partials live in L2 with
+             loads' latency and the drain of the last wave). HBM bytes: weights,
+             activations and output once. A weight panel is re-read by every
+             extra position tile, an activation tile by every extra feature
+             tile. Re-reads by blocks of the same wave hit L2: they load the same
+             lines within microseconds of each other (grouped tile order runs a
+             panel's position tiles side by side, and every panel of a wave reads
+             the same activations). Re-reads across waves hit with fraction
+             min(1, L2 / live set), the live set being what one wave streams
+             (its panels and the activations). split-K f32 partials live in L2 with
              fraction min(1, L2 / partial bytes), the rest goes to HBM. Bandwidth =
              min(HBM x hbm_efficiency, bytes in flight / DRAM latency) (Little's
              law: a grid of few small single-stage blocks cannot fill HBM); all
@@ -206,14 +210,19 @@ def gemm_time(gemm: Gemm, cfg: GemmConfig, spec, *, graph: bool = True,
   out = gemm.m * gemm.f * gemm.out_bytes * gemm.batch
   partials = gemm.m * gemm.f * 4 * s * gemm.batch if s > 1 else 0
   l2 = spec.l2_bytes or 0
-  rereads = weights * (m_tiles - 1) + acts * (n_tiles - 1)
+  # Waves that read one weight panel (its position tiles run side by side) and
+  # one activation slice (every panel of its split and batch reads it).
+  panel_waves = -(-m_tiles // concurrent)
+  act_waves = min(n_tiles, -(-waves // (s * gemm.batch)))
+  within = weights * (m_tiles - panel_waves) + acts * (n_tiles - act_waves)
+  across = weights * (panel_waves - 1) + acts * (act_waves - 1)
   panels = min(n_tiles * s * gemm.batch, -(-min(blocks, concurrent) // m_tiles))
   live = panels * k_split * bn * b + acts
   hit = min(1.0, l2 / live) if live else 1.0
   partial_hit = min(1.0, l2 / partials) if partials else 1.0
-  hbm = weights + acts + (1 - hit) * rereads + (
+  hbm = weights + acts + (1 - hit) * across + (
       (1 - partial_hit) * partials if s > 1 else out)
-  l2_bytes = hit * rereads + (partial_hit * partials if s > 1 else 0)
+  l2_bytes = within + hit * across + (partial_hit * partials if s > 1 else 0)
   block_flops = 2.0 * bm * bn * k_split
   in_flight = max(cfg.num_stages, 1) * (bm + bn) * cfg.block_k * b
   sm_peak = spec_peak(spec) / sms * c['tensor_efficiency'] * (

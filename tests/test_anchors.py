@@ -60,6 +60,18 @@ def test_robust_nfp_ignores_one_noisy_point():
   assert (early.nfp, early.crossing) == (4, 8)
 
 
+def test_tau_sensitive_flags_a_plateau_near_the_tolerance():
+  positions = [1, 2, 3, 4, 8, 16, 17, 32, 33, 64, 65]
+  # A step to 1.09 at N=17, then 1.15 from 64: NFP(0.08) = 16, NFP(0.12) = 33.
+  plateau = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.09, 1.09, 1.09, 1.15, 1.15]
+  assert anchors.tau_sensitive(positions, plateau, 0.1)
+  # A clean step to 1.5 at N=17: NFP 16 at every tau near 0.1.
+  step = [1.0] * 6 + [1.5] * 5
+  assert not anchors.tau_sensitive(positions, step, 0.1)
+  assert anchors.robust_nfp(positions, plateau, 0.08).nfp == 16
+  assert anchors.robust_nfp(positions, plateau, 0.12).nfp == 33
+
+
 def test_censoring_is_symmetric():
   end = 1025
   censored = anchors.Nfp(end, True, None)

@@ -79,17 +79,28 @@ def test_split_k_partials_are_priced_in_l2_by_size():
   assert cublas.launches == 1  # reduced in place
 
 
-def test_weight_panels_re_read_with_a_partial_l2_hit():
-  k, f = 1024, 320  # 5 feature tiles of 64
-  gemm = pg.Gemm(128, k, f)  # 2 position tiles of 64: 10 blocks, one wave
-  weights, acts, out = k * f * 2, 128 * k * 2, 128 * f * 2
-  live = 5 * k * 64 * 2 + acts  # the panels of one wave, and the activations
-  rereads = weights * 1 + acts * 4  # one extra position tile, 4 extra feature tiles
+def test_weight_panels_re_read_within_a_wave_hit_l2_and_across_waves_partly():
+  k = 1024
+  # 2 position tiles x 5 feature tiles: 10 blocks, one wave on 10 SMs: every
+  # re-read comes from a block of the same wave and hits, however small L2 is.
+  gemm = pg.Gemm(128, k, 320)
+  weights, acts, out = k * 320 * 2, 128 * k * 2, 128 * 320 * 2
+  one_wave = pg.gemm_time(gemm, triton(64, 64, 32), toy(l2_bytes=1024))
+  assert one_wave.waves == 1 and one_wave.hbm_bytes == weights + acts + out
+  assert one_wave.l2_bytes == weights * 1 + acts * 4
+  # 20 position tiles x 1 feature tile: 20 blocks in 2 waves of 10. The panel is
+  # re-read 19 times: 18 within a wave (hits), once across the waves, which
+  # hits with min(1, L2 / live), live = the wave's panel and the activations.
+  gemm = pg.Gemm(20 * 64, k, 64)
+  weights, acts, out = k * 64 * 2, 20 * 64 * k * 2, 20 * 64 * 64 * 2
+  live = k * 64 * 2 + acts
   full = pg.gemm_time(gemm, triton(64, 64, 32), toy(l2_bytes=10 * live))
   half = pg.gemm_time(gemm, triton(64, 64, 32), toy(l2_bytes=live // 2))
-  assert full.l2_hit == 1.0 and full.hbm_bytes == weights + acts + out
+  assert full.waves == 2 and full.l2_hit == 1.0
+  assert full.hbm_bytes == weights + acts + out
   assert half.l2_hit == pytest.approx(0.5)
-  assert half.hbm_bytes == pytest.approx(weights + acts + out + 0.5 * rereads)
+  assert half.hbm_bytes == pytest.approx(weights + acts + out + 0.5 * weights)
+  assert half.l2_bytes == pytest.approx(18 * weights + 0.5 * weights)
   assert half.t_memory_s > full.t_memory_s  # the miss binds the memory time
 
 
