@@ -438,16 +438,37 @@ def evaluate(paths, *, tiling: str | None = None, taus=boundary.TAUS,
       records.append(evaluate_curve(curve, tiling=tiling, taus=taus,
                                     progress=progress))
   targets = sorted({r['target'] for r in records})
+  summary = summarize(records)
+  if stride == 1 and not limit:
+    summary['calibration_split'] = calibration_split(records)
   return dict(files=[p for p, _ in files], stride=stride, rules=RULES,
-              summary=summarize(records),
+              summary=summary,
               tiling_sources=sorted({r['tiling_source'] for r in records}),
               pricing={t: pricing_gpu.pricing_record(hardware.SPECS[t])
                        for t in targets},
               search_space=autotune.TRITON_SOURCE, curves=records)
 
 
+CALIBRATION_EVERY = 4  # overlap and Hopper's L2 bandwidth: every 4th curve per GPU
+
+
+def calibration_split(records, tau_key: str = '0.1') -> dict:
+  """The principle per GPU on the calibration subset of the aiconfigurator
+  curves (every CALIBRATION_EVERY-th curve of a GPU, in file order: where
+  overlap and Hopper's L2 bandwidth were chosen) and on the rest. Only for a
+  run over every curve of the file (stride 1)."""
+  by_gpu = {}
+  for r in records:
+    if r['kind'] == 'gemm':
+      by_gpu.setdefault(r['gpu'], []).append(r)
+  return {g: dict(calibration=_scores(rs[::CALIBRATION_EVERY], tau_key)['principle'],
+                  rest=_scores([r for i, r in enumerate(rs) if i % CALIBRATION_EVERY],
+                               tau_key)['principle'])
+          for g, rs in sorted(by_gpu.items()) if len(rs) >= 2 * CALIBRATION_EVERY}
+
+
 def calibrate_overlap(path, gpu: str, values=(0.0, 0.25, 0.5, 0.75, 1.0),
-                      every: int = 4, tau_key: str = '0.1') -> dict:
+                      every: int = CALIBRATION_EVERY, tau_key: str = '0.1') -> dict:
   """The calibration of pricing constant `overlap` for one GPU: the share
   within x2 of the principle (model-autotune) on every `every`-th curve of the
   anchor file, for each value. The value recorded in hardware.py is the best
@@ -496,6 +517,15 @@ def markdown(report: dict, tau_key: str = '0.1') -> str:
             '; '.join(f"{g} within x2 {_pct(sc['share_within_2x'])}, median abs log2 err "
                       f"{sc['median_abs_log2_error']:.2f}"
                       for g, sc in s['per_gpu_tau_steady'].items()) + '.']
+  if s.get('calibration_split'):
+    lines += ['', f'Calibration subset (every {CALIBRATION_EVERY}th aiconfigurator curve per '
+              'GPU, where overlap and Hopper\'s L2 bandwidth were chosen) vs the other '
+              'curves, principle within x2 / median abs log2 err: ' + '; '.join(
+                  f"{g} {_pct(sp['calibration']['share_within_2x'])} / "
+                  f"{sp['calibration']['median_abs_log2_error']:.2f} on "
+                  f"{sp['calibration']['curves']}, {_pct(sp['rest']['share_within_2x'])} / "
+                  f"{sp['rest']['median_abs_log2_error']:.2f} on {sp['rest']['curves']}"
+                  for g, sp in s['calibration_split'].items()) + '.']
   lines += ['', f"Measured curves censored (never cross): {s['measured_censored']}. "
             'Binding mechanism of the principle at its boundary: ' +
             ', '.join(f'{m} {c}' for m, c in sorted(s['binding_mechanisms'].items())),

@@ -163,3 +163,21 @@ def test_missing_mechanism_names_a_slow_small_m_kernel():
                                     anchors.Nfp(2, False, 3), [3e-6] * 7, spec)
   assert miss['name'] != 'slow_small_m' and miss['text'] in (
       text for text in anchors.MISSING_MECHANISMS.values())
+
+
+def test_calibration_split_takes_every_fourth_curve_per_gpu():
+  def record(gpu, err, kind='gemm'):
+    return dict(gpu=gpu, kind=kind, log2_error={'0.1': dict(
+        principle=err, resource=err, idle=err)})
+  # h200 curves interleaved with l40s ones: the subset is per GPU, in file order.
+  records = []
+  for i in range(8):
+    records += [record('h200', 0.0 if i % 4 == 0 else 2.0), record('l40s', 1.0)]
+  records.append(record('a100', 3.0, kind='mlp'))  # vidur: no calibration
+  split = anchors.calibration_split(records)
+  assert set(split) == {'h200', 'l40s'}
+  assert split['h200']['calibration']['curves'] == 2
+  assert split['h200']['calibration']['median_abs_log2_error'] == 0.0
+  assert split['h200']['rest']['curves'] == 6
+  assert split['h200']['rest']['median_abs_log2_error'] == 2.0
+  assert split['l40s']['rest']['share_within_2x'] == 1.0
