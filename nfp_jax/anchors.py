@@ -377,11 +377,17 @@ def _scores(records, key: str) -> dict:
   return out
 
 
+def _by_gpu(records) -> dict:
+  """Records grouped by GPU, in their order."""
+  out = {}
+  for r in records:
+    out.setdefault(r['gpu'], []).append(r)
+  return out
+
+
 def summarize(records, tau_key: str = '0.1') -> dict:
   """Scores per GPU and over all, per predictor, and mechanism counts."""
-  by_gpu = {}
-  for r in records:
-    by_gpu.setdefault(r['gpu'], []).append(r)
+  by_gpu = _by_gpu(records)
   mechanisms = {}
   for r in records:
     m = r['binding_mechanism'][tau_key] or 'no crossing'
@@ -457,10 +463,7 @@ def calibration_split(records, tau_key: str = '0.1') -> dict:
   curves (every CALIBRATION_EVERY-th curve of a GPU, in file order: where
   overlap and Hopper's L2 bandwidth were chosen) and on the rest. Only for a
   run over every curve of the file (stride 1)."""
-  by_gpu = {}
-  for r in records:
-    if r['kind'] == 'gemm':
-      by_gpu.setdefault(r['gpu'], []).append(r)
+  by_gpu = _by_gpu(r for r in records if r['kind'] == 'gemm')
   return {g: dict(calibration=_scores(rs[::CALIBRATION_EVERY], tau_key)['principle'],
                   rest=_scores([r for i, r in enumerate(rs) if i % CALIBRATION_EVERY],
                                tau_key)['principle'])
