@@ -385,6 +385,13 @@ def _by_gpu(records) -> dict:
   return out
 
 
+def latency_error(records) -> float:
+  """Median over every point of every curve of |log2(predicted T / measured
+  T)|: how close the principle's latencies are, apart from where it puts NFP."""
+  return statistics.median(abs(math.log2(p / m)) for r in records
+                           for p, m in zip(r['t_pred_s'], r['t_measured_s']))
+
+
 def summarize(records, tau_key: str = '0.1') -> dict:
   """Scores per GPU and over all, per predictor, and mechanism counts."""
   by_gpu = _by_gpu(records)
@@ -405,6 +412,7 @@ def summarize(records, tau_key: str = '0.1') -> dict:
               tau_sensitive={g: len(by_gpu[g]) - len(rs) for g, rs in steady.items()},
               per_gpu_tau_steady={g: _scores(rs, tau_key)['principle']
                                   for g, rs in steady.items() if rs},
+              latency_error={g: latency_error(rs) for g, rs in sorted(by_gpu.items())},
               binding_mechanisms=mechanisms, missing_mechanisms=missing,
               misses_beyond_2x=sum(bool(r['missing_mechanism'][tau_key])
                                    for r in records),
@@ -529,6 +537,9 @@ def markdown(report: dict, tau_key: str = '0.1') -> str:
                   f"{sp['calibration']['curves']}, {_pct(sp['rest']['share_within_2x'])} / "
                   f"{sp['rest']['median_abs_log2_error']:.2f} on {sp['rest']['curves']}"
                   for g, sp in s['calibration_split'].items()) + '.']
+  lines += ['', 'Predicted latency, median over every point of |log2(predicted T / '
+            'measured T)|: ' + ', '.join(f'{g} {e:.2f}' for g, e in
+                                       s['latency_error'].items()) + '.']
   lines += ['', f"Measured curves censored (never cross): {s['measured_censored']}. "
             'Binding mechanism of the principle at its boundary: ' +
             ', '.join(f'{m} {c}' for m, c in sorted(s['binding_mechanisms'].items())),

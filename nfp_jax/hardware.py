@@ -91,6 +91,10 @@ PRICING_SOURCES = {
     'dram_fill_s': 'calibrated: intercept of the same H200 line (3.81 us) less '
                    'launch_graph_s: the first loads\' latency and the last wave\'s '
                    'drain of a kernel that streams from HBM; other GPUs take it',
+    'fill_full_bytes': 'the smallest weights of the GEMV line that set dram_fill_s '
+                       '(4 MB): dram_fill_s is paid in full from there, in '
+                       'proportion below, so the smallest kernel (the one that set '
+                       'launch_graph_s, ~0 bytes) is priced at launch_graph_s',
     'tensor_efficiency': 'calibrated: best FLOP rate of the aiconfigurator anchor '
                          '(H200 829 TFLOP/s of 989: 0.84; L40S 254 of 362: 0.70); '
                          'H100 and A100 take the H200 figure (no anchor)',
@@ -141,7 +145,8 @@ _SM80_TILES = ((64, 64), (128, 64), (64, 128), (128, 128), (256, 128), (128, 256
 _SM90_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
 _HOPPER_PRICING = dict(launch_graph_s=2.44e-6, launch_eager_s=4e-6,
                        forward_floor_graph_s=3e-6, forward_floor_eager_s=10e-6,
-                       hbm_efficiency=0.85, dram_fill_s=1.37e-6, overlap=1.0,
+                       hbm_efficiency=0.85, dram_fill_s=1.37e-6,
+                       fill_full_bytes=4e6, overlap=1.0,
                        tensor_efficiency=0.84, mma_sync_fraction=0.6,
                        dram_latency_s=0.65e-6, l2_bandwidth=14e12,
                        blocks_per_core_limit=32,

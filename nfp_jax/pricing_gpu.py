@@ -15,7 +15,9 @@ the features, block_k, split-K s, warps, stages) on a spec-table GPU:
              (4 tensor cores per SM, one per sub-partition; a warp uses one) x
              mma_sync_fraction for Triton tiles that cannot use wgmma on sm_90.
   memory     a kernel that streams from HBM first pays dram_fill_s (the first
-             loads' latency and the drain of the last wave). HBM bytes: weights,
+             loads' latency and the drain of the last wave), in full from
+             fill_full_bytes of HBM traffic and in proportion below it (a kernel
+             that moves nothing costs its launch). HBM bytes: weights,
              activations and output once. A weight panel is re-read by every
              extra position tile, an activation tile by every extra feature
              tile. Re-reads by blocks of the same wave hit L2: they load the same
@@ -128,6 +130,15 @@ def launch_s(spec, graph: bool = True) -> float:
 def forward_floor_s(spec, graph: bool = True) -> float:
   c = constants(spec)
   return c['forward_floor_graph_s'] if graph else c['forward_floor_eager_s']
+
+
+def fill_s(spec, hbm_bytes: float) -> float:
+  """The first loads' latency and the last wave's drain beyond launch_graph_s:
+  dram_fill_s for a stream of at least fill_full_bytes (the smallest weights
+  of the line that set it), phased in linearly below, so a kernel that moves
+  nothing costs launch_graph_s, as the smallest kernel that set it did."""
+  c = constants(spec)
+  return c['dram_fill_s'] * min(1.0, max(hbm_bytes, 0.0) / c['fill_full_bytes'])
 
 
 def resident_blocks(spec, threads: int, shared_memory: int = 0,
@@ -243,7 +254,7 @@ def gemm_time(gemm: Gemm, cfg: GemmConfig, spec, *, graph: bool = True,
   full, rest = divmod(blocks, concurrent)
   parts = [wave(concurrent)] * full + ([wave(rest)] if rest else [])
   hidden = c['overlap']
-  t_kernel = c['dram_fill_s'] + sum(max(tc, tm) + (1 - hidden) * min(tc, tm)
+  t_kernel = fill_s(spec, hbm) + sum(max(tc, tm) + (1 - hidden) * min(tc, tm)
                                     for tc, tm in parts)
   t_reduce = 0.0
   # The split-K reduce: partials (L2 part at L2 speed) in, output out. cuBLAS
@@ -268,7 +279,7 @@ def gemv_time(gemm: Gemm, spec, *, graph: bool = True) -> GemmTime:
   c = constants(spec)
   moved = (gemm.k * gemm.f + gemm.m * gemm.k) * gemm.in_bytes * gemm.batch + (
       gemm.m * gemm.f * gemm.out_bytes * gemm.batch)
-  t = c['dram_fill_s'] + moved / (spec.memory_bandwidth * c['hbm_efficiency'])
+  t = fill_s(spec, moved) + moved / (spec.memory_bandwidth * c['hbm_efficiency'])
   return GemmTime(GemmConfig('gemv'), t + launch_s(spec, graph), t, 0.0, 1, 0.0,
                   t, 2.0 * gemm.m * gemm.k * gemm.f * gemm.batch, moved, 0.0,
                   0, 1, 1, 1, 0.0)
@@ -361,7 +372,7 @@ def kernel_config(kernel) -> GemmConfig:
 def _streamed(kernel, spec, l2_bytes: float = 0.0) -> principle.KernelTime:
   c = constants(spec)
   moved = kernel_bytes(kernel)
-  t = c['dram_fill_s'] * (moved > l2_bytes) + (moved - l2_bytes) / (spec.memory_bandwidth * c['hbm_efficiency']) + (
+  t = fill_s(spec, moved - l2_bytes) + (moved - l2_bytes) / (spec.memory_bandwidth * c['hbm_efficiency']) + (
       l2_bytes / c['l2_bandwidth'])
   return principle.KernelTime(kernel.name, kernel.source_op, kernel.kind, moved,
                               0.0, t, 0.0, t)

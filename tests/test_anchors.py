@@ -181,3 +181,9 @@ def test_calibration_split_takes_every_fourth_curve_per_gpu():
   assert split['h200']['rest']['curves'] == 6
   assert split['h200']['rest']['median_abs_log2_error'] == 2.0
   assert split['l40s']['rest']['share_within_2x'] == 1.0
+
+
+def test_latency_error_is_the_median_abs_log2_over_every_point():
+  records = [dict(t_pred_s=[2.0, 4.0], t_measured_s=[1.0, 4.0]),  # x2, exact
+             dict(t_pred_s=[1.0], t_measured_s=[8.0])]  # x1/8
+  assert anchors.latency_error(records) == pytest.approx(1.0)  # of 0, 1, 3

@@ -75,7 +75,8 @@ def test_cublas_and_other_kernels_on_a_gpu():
   c = H100_SPEC.pricing
   assert launches == 1
   assert streamed.t_s == pytest.approx(
-      c['dram_fill_s'] + pricing_gpu.kernel_bytes(other) /
+      pricing_gpu.fill_s(H100_SPEC, pricing_gpu.kernel_bytes(other)) +
+      pricing_gpu.kernel_bytes(other) /
       (H100_SPEC.memory_bandwidth * c['hbm_efficiency']))
 
 

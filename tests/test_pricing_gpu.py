@@ -14,7 +14,7 @@ from nfp_jax import principle
 
 _PRICING = dict(launch_graph_s=2e-6, launch_eager_s=5e-6,
                 forward_floor_graph_s=3e-6, forward_floor_eager_s=10e-6,
-                hbm_efficiency=1.0, dram_fill_s=0.0, overlap=1.0,
+                hbm_efficiency=1.0, dram_fill_s=0.0, fill_full_bytes=4e6, overlap=1.0,
                 tensor_efficiency=1.0, mma_sync_fraction=1.0,
                 dram_latency_s=1e-12, l2_bandwidth=1e18,
                 blocks_per_core_limit=1, base_registers=32,
@@ -47,6 +47,17 @@ def test_launch_floor_binds_a_tiny_gemm():
   eager = pg.gemm_time(pg.Gemm(1, 16, 16), triton(16, 16, 16), TOY, graph=False)
   assert eager.t_s == pytest.approx(5e-6 + flops / SM_RATE)
   assert pg.forward_floor_s(TOY) == 3e-6 and pg.forward_floor_s(TOY, False) == 10e-6
+
+
+def test_dram_fill_is_paid_in_full_from_fill_full_bytes_and_in_proportion_below():
+  spec = toy(dram_fill_s=1e-6, fill_full_bytes=4e6)
+  assert pg.fill_s(spec, 0) == 0.0  # the smallest kernel costs its launch
+  assert pg.fill_s(spec, 1e6) == pytest.approx(0.25e-6)
+  assert pg.fill_s(spec, 4e6) == pg.fill_s(spec, 400e6) == pytest.approx(1e-6)
+  # A GEMV of 2 MB: launch, half the fill, then its stream at 1 TB/s.
+  gemv = pg.gemv_time(pg.Gemm(1, 1000, 1000), spec)
+  moved = (1000 * 1000 + 1000) * 2 + 1000 * 2
+  assert gemv.t_s == pytest.approx(2e-6 + 1e-6 * moved / 4e6 + moved / 1e12)
 
 
 def test_waves_quantize_the_time():
