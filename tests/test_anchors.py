@@ -187,3 +187,12 @@ def test_latency_error_is_the_median_abs_log2_over_every_point():
   records = [dict(t_pred_s=[2.0, 4.0], t_measured_s=[1.0, 4.0]),  # x2, exact
              dict(t_pred_s=[1.0], t_measured_s=[8.0])]  # x1/8
   assert anchors.latency_error(records) == pytest.approx(1.0)  # of 0, 1, 3
+
+
+def test_calibrate_overlap_reports_both_scores_per_value():
+  out = anchors.calibrate_overlap(AIC, 'h200', values=(0.0, 1.0), every=1)
+  assert set(out) == {0.0, 1.0}
+  for scores in out.values():
+    assert scores['curves'] == 2 and scores['latency_error'] >= 0
+  # Hiding the shorter of compute and memory changes the priced latencies.
+  assert out[0.0]['latency_error'] != out[1.0]['latency_error']
