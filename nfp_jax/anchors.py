@@ -251,9 +251,13 @@ def principle_curve(curve: AnchorCurve, target, tiling: str | None,
                              overrides=dict(d_model=curve.k, d_ff=curve.f))
   prediction = predict.predict(cfg, list(curve.positions), target=target,
                                tiling=tiling, progress=progress)
+  # A GEMM curve is one kernel node of a graph, timed as the derived path
+  # above prices it: the compiled block's forward floor is taken off.
+  floor = pricing_gpu.forward_floor_s(spec) if curve.kind == 'gemm' else 0.0
   points = [principle.CurvePoint(p['positions'], tuple(
-      principle.KernelTime(**k) for k in p['kernels']), p['floor_s'], p['alloc_s'],
-                                 p['t_s']) for p in prediction.points]
+      principle.KernelTime(**k) for k in p['kernels']), p['floor_s'] - floor,
+                                 p['alloc_s'], p['t_s'] - floor)
+            for p in prediction.points]
   configs = ['+'.join(str(k.tiling) for k in p.kernels if k.tiling) for p in points]
   return points, prediction.tiling_source, configs
 

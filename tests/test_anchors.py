@@ -143,6 +143,15 @@ def test_compiled_linear_matches_the_derived_structure():
   floor = pricing_gpu.forward_floor_s(target.spec)
   for p, t in list(zip(points, compiled.t_pred_s))[1:]:
     assert t - floor == pytest.approx(p.t_s, rel=1e-6)
+  # A tiling that compiles (cost-model) is timed the same way: no forward floor.
+  llama = config.resolve('linear', 'llama3-8b', dtype='bfloat16',
+                         overrides=dict(d_model=2048, d_ff=1024))
+  cost = predict.predict(llama, positions, target=target, tiling='cost-model')
+  points, source, _ = anchors.principle_curve(curve, target, 'cost-model',
+                                              lambda _: None)
+  assert source == 'cost-model'
+  for p, t in zip(points, cost.t_pred_s):
+    assert p.t_s == pytest.approx(t - floor, rel=1e-6)
 
 
 def test_missing_mechanism_names_a_slow_small_m_kernel():
