@@ -252,8 +252,8 @@ def principle_curve(curve: AnchorCurve, target, tiling: str | None,
   prediction = predict.predict(cfg, list(curve.positions), target=target,
                                tiling=tiling, progress=progress)
   # A GEMM curve is one kernel node of a graph, timed as the derived path
-  # above prices it: the compiled block's forward floor is taken off.
-  floor = pricing_gpu.forward_floor_s(spec) if curve.kind == 'gemm' else 0.0
+  # above prices it: the forward floor predict added is taken off.
+  floor = pricing_gpu.forward_floor_s(target.spec) if curve.kind == 'gemm' else 0.0
   points = [principle.CurvePoint(p['positions'], tuple(
       principle.KernelTime(**k) for k in p['kernels']), p['floor_s'] - floor,
                                  p['alloc_s'], p['t_s'] - floor)
