@@ -139,7 +139,10 @@ CALIBRATION = ('GPU pricing constants launch_graph_s, hbm_efficiency, dram_fill_
                'the smallest kernel, the GEMV bandwidth line, the best FLOP rate, '
                'and the overlap and Hopper L2 bandwidth that score best on every '
                'fourth curve); see '
-               'hardware.PRICING_SOURCES. Nothing else is fitted.')
+               'hardware.PRICING_SOURCES. Nothing else is fitted. Caveat: L40S '
+               'overlap 0 scores NFP best but prices latency worse than 0.75 '
+               '(T(N) error 0.44 against 0.24): it stands in for the measured '
+               'stack\'s kernel-class steps (docs/gpu_pricing.md).')
 
 _SM80_TILES = ((64, 64), (128, 64), (64, 128), (128, 128), (256, 128), (128, 256))
 _SM90_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
