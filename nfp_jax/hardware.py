@@ -149,6 +149,8 @@ _SM90_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
 _HOPPER_PRICING = dict(launch_graph_s=2.44e-6, launch_eager_s=4e-6,
                        forward_floor_graph_s=3e-6, forward_floor_eager_s=10e-6,
                        hbm_efficiency=0.85, dram_fill_s=1.37e-6,
+                       # 4 MB: the smallest GEMVs of the line that set
+                       # dram_fill_s (PRICING_SOURCES['fill_full_bytes']).
                        fill_full_bytes=4e6, overlap=1.0,
                        tensor_efficiency=0.84, mma_sync_fraction=0.6,
                        dram_latency_s=0.65e-6, l2_bandwidth=14e12,
